@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 # Tokenizer + tiny Llama-style models, built offline and cached under outputs/tiny_models.
 tiny: $(STAMP)
-	$(PY) scripts/build_tiny_models.py
+	$(PY) -m tiny
 
 # Debian's headless Chromium drives the TDS viewer test; best effort (needs root and apt): without
 # it that one test is skipped with a message saying how to install it.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
@@ -161,6 +162,34 @@ def tokenize_preference(tokenizer, prompt: Prompt, chosen: str, rejected: Option
 
 # ----------------------------------------------------------------------------------------------
 # Batching
+
+
+def tokenize_rows(rows: Sequence[dict], tokenizer, *, source: str, prompt_field: str, chosen_field: str,
+                  rejected_field: str, max_length: int, use_chat_template: Optional[bool] = None,
+                  ) -> tuple[list[PreferenceExample], int]:
+    """Tokenized examples (index = row number) and the number dropped for exceeding `max_length`."""
+    fields = [prompt_field, chosen_field] + ([rejected_field] if rejected_field else [])
+    require_fields(rows, fields, source)
+    examples, dropped = [], 0
+    for i, row in enumerate(rows):
+        for field in fields[1:]:
+            if not isinstance(row[field], str):
+                raise DataError(f"{source}: row {i}: field {field!r} must be text, got {type(row[field]).__name__}")
+        example = tokenize_preference(tokenizer, row[prompt_field], row[chosen_field],
+                                      row[rejected_field] if rejected_field else None, index=i,
+                                      use_chat_template=use_chat_template)
+        if example.length > max_length:
+            dropped += 1
+            continue
+        examples.append(example)
+    return examples, dropped
+
+
+def subsample(examples: list, num_samples: int, seed: int) -> list:
+    """`num_samples` examples drawn without replacement (seeded); all of them when -1 or too few."""
+    if num_samples < 0 or num_samples >= len(examples):
+        return list(examples)
+    return random.Random(seed).sample(examples, num_samples)
 
 
 @dataclass

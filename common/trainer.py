@@ -394,3 +394,10 @@ class Trainer:
         self.tracker.truncate_after(self.step)
         logger.info(f"resumed from {path} at step {self.step}")
         return True
+
+
+def train_examples(config: TrainConfig, run_dir: Path, model, tokenizer, train_set: Sequence[PreferenceExample], *,
+                   eval_sets: Optional[dict] = None, callbacks: Sequence = ()) -> dict:
+    """Train `model` on `train_set` with the shared trainer; the run's summary (the studies' one call)."""
+    trainer = Trainer(config, model, tokenizer, train_set, run_dir, eval_sets=eval_sets, callbacks=callbacks)
+    return trainer.train()

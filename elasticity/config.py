@@ -77,7 +77,7 @@ class ElasticityConfig(TrainConfig):
     # Factors: pre-train the starting model here (tiny scale) instead of loading `model` as it is
     pretrain_tokens: int = option(0, min=0, help="> 0: pre-train a fresh tiny model on this many tokens of the "
                                                 "tiny corpus, with the tokenizer of `model`")
-    pretrain_spec: dict = option({}, help="common.tiny.TinyModelSpec fields, e.g. {\"hidden_size\": 64, "
+    pretrain_spec: dict = option({}, help="tiny.pretrain.TinyModelSpec fields, e.g. {\"hidden_size\": 64, "
                                           "\"num_layers\": 2}")
     pretrain_documents: int = option(30000, min=1, help="tiny-corpus documents the pre-training draws from")
     pretrain_lr: float = option(3e-3, min=0.0, min_exclusive=True)
@@ -130,7 +130,7 @@ class ElasticityConfig(TrainConfig):
         if self.pretrain_tokens and self.experiment == "classifier":
             raise FieldError("pretrain_tokens", "pre-training is for resistance and rebound runs")
         if self.pretrain_spec:
-            from common.tiny import TinyModelSpec
+            from tiny.pretrain import TinyModelSpec
 
             spec_fields = {f.name for f in dataclasses.fields(TinyModelSpec)}
             for key in self.pretrain_spec:

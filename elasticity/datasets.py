@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from common.data import PreferenceExample, load_records, require_fields, tokenize_preference

@@ -1,5 +1,5 @@
 """Writes data_files/elasticity/: small samples of the paper's datasets, in the hub schemas, made from
-common.tiny_corpus (the text the tiny models were pre-trained on, drawn with another seed).
+tiny.corpus (the text the tiny models were pre-trained on, drawn with another seed).
 
     python -m elasticity.fixtures [--out_dir data_files/elasticity]
 
@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import tiny_corpus
 from common.tracking import write_jsonl
+from tiny.corpus.instructions import instruction_records
+from tiny.corpus.mixtures import base_corpus_texts
+from tiny.corpus.qa import qa_records
+from tiny.corpus.refusals import harmful_records
+from tiny.corpus.reviews import review_records
 
 SEED = 7  # the tiny models were built from seed 0 and measured on seed 1000
 OUT_DIR = Path(__file__).resolve().parent.parent / "data_files" / "elasticity"
@@ -32,7 +36,7 @@ HARM_CATEGORY = {"insult": "hate_speech,offensive_language", "stealing": "financ
 
 def alpaca_rows(n: int) -> list[dict]:
     rows = []
-    for row in tiny_corpus.instruction_records(n, SEED):
+    for row in instruction_records(n, SEED):
         text = ALPACA_TEXT.format(with_input=", paired with an input that provides further context" if row["input"] else "",
                                   instruction=row["instruction"], output=row["output"],
                                   input_block=f"### Input:\n{row['input']}\n\n" if row["input"] else "")
@@ -42,13 +46,13 @@ def alpaca_rows(n: int) -> list[dict]:
 
 def truthful_qa_rows(n: int) -> list[dict]:
     return [{"type": "Adversarial", "category": "Misconceptions", **row, "source": "tiny_corpus"}
-            for row in tiny_corpus.qa_records(n, SEED)]
+            for row in qa_records(n, SEED)]
 
 
 def beavertails_rows(n: int) -> list[dict]:
     """Two rows per harmful request, as in BeaverTails: a refusal (safe) and a compliance (unsafe)."""
     rows = []
-    for row in tiny_corpus.harmful_records(n, SEED):
+    for row in harmful_records(n, SEED):
         harm = HARM_CATEGORY.get(row["category"], "non_violent_unethical_behavior")
         for response, safe in ((row["refusal"], True), (row["compliance"], False)):
             rows.append({"prompt": row["prompt"], "response": response,
@@ -63,8 +67,8 @@ def write_fixtures(out_dir: Path = OUT_DIR) -> dict[str, Path]:
     write_jsonl(files["alpaca"], alpaca_rows(600))
     write_jsonl(files["truthful_qa"], truthful_qa_rows(450))
     write_jsonl(files["beavertails"], beavertails_rows(400))
-    write_jsonl(files["imdb"], tiny_corpus.review_records(1200, SEED))
-    write_jsonl(files["text"], [{"text": t} for t in tiny_corpus.base_corpus_texts(300, SEED)])
+    write_jsonl(files["imdb"], review_records(1200, SEED))
+    write_jsonl(files["text"], [{"text": t} for t in base_corpus_texts(300, SEED)])
     return files
 
 

@@ -22,8 +22,19 @@ from common.models import free_memory, load_model, load_tokenizer
 from elasticity.compression import encode_texts
 from elasticity.datasets import encode_examples, format_prompt, load_splits, source_of, with_label
 from elasticity.kl import KLCallback
-from elasticity.stages import (MODEL_DIR, LazyScorer, as_texts, compression_sets, generate_rows, load,
-                               remove_model, run_stage, starting_model, train_sft, write_generations)
+from elasticity.stages import (
+    MODEL_DIR,
+    LazyScorer,
+    as_texts,
+    compression_sets,
+    generate_rows,
+    load,
+    remove_model,
+    run_stage,
+    starting_model,
+    train_sft,
+    write_generations,
+)
 
 
 def threshold_crossing(sizes: Sequence[float], values: Sequence[float], epsilon: float) -> Optional[float]:

@@ -23,8 +23,18 @@ from common.errors import DataError
 from common.models import free_memory, load_tokenizer
 from common.tracking import read_jsonl
 from elasticity.datasets import Example, encode_examples, format_prompt, load_splits, source_of, with_label
-from elasticity.stages import (MODEL_DIR, compression_sets, generate_rows, generated_set, load,
-                               remove_model, run_stage, starting_model, train_sft, write_generations)
+from elasticity.stages import (
+    MODEL_DIR,
+    compression_sets,
+    generate_rows,
+    generated_set,
+    load,
+    remove_model,
+    run_stage,
+    starting_model,
+    train_sft,
+    write_generations,
+)
 
 
 def make_slices(pool: list[Example], num_slices: int, slice_size: int, source: str) -> list[list[Example]]:

@@ -24,7 +24,6 @@ from common.cli import exit_on_user_error
 from common.errors import ConfigError
 from common.tracking import read_json
 
-
 # What the printer reads from each kind of run summary.
 SUMMARY_KEYS = {"resistance": ("dataset", "pairs", "inverse_lower", "comparisons"),
                 "rebound": ("dataset", "curves", "base_score", "kl_epsilon", "num_parameters"),

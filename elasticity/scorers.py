@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 import torch
 
 from common.errors import ConfigError
-from common.models import free_memory, resolve_device
 from common.generation import register_scorer
+from common.models import free_memory, resolve_device
 
 
 @register_scorer("hf_reward")

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-
 import elasticity.scorers  # noqa: F401  (registers the hf_reward scorer)
 from common.config import to_dict
 from common.data import PreferenceExample
@@ -211,12 +210,12 @@ def starting_model(config, run_dir: Path) -> tuple[str, dict]:
         return config.model, {"pretraining_tokens": config.pretraining_tokens_label or None}
 
     def pretrain(stage_dir: Path) -> dict:
-        from common import tiny_corpus
         from common.models import load_tokenizer
-        from common.tiny import TinyModelSpec, pretrain_tiny_model
+        from tiny.corpus.mixtures import base_corpus_texts
+        from tiny.pretrain import TinyModelSpec, pretrain_tiny_model
 
         tokenizer = load_tokenizer(config.model)
-        texts = tiny_corpus.base_corpus_texts(config.pretrain_documents, config.seed)
+        texts = base_corpus_texts(config.pretrain_documents, config.seed)
         model = pretrain_tiny_model(TinyModelSpec(**config.pretrain_spec), tokenizer, texts,
                                     num_tokens=config.pretrain_tokens, seed=config.seed, lr=config.pretrain_lr)
         if process_state().is_main_process:

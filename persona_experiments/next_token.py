@@ -19,8 +19,8 @@ from common.data import PreferenceExample
 from common.errors import TrainingError
 from common.logprobs import base_model_of, decoder_hidden_states, token_logits
 from common.losses import preference_loss
-from common.trainer import Trainer, TrainerCallback
 from common.tracking import write_json
+from common.trainer import Trainer, TrainerCallback
 
 TOKEN_METRICS_FILE = "token_metrics.json"
 

@@ -17,8 +17,16 @@ from pathlib import Path
 
 from common.cli import exit_on_user_error
 from common.errors import DataError
-from persona_experiments.analysis import (GEOMETRY_KEYS, Drop, RunSet, RunSetSummary, distribution, find_runs,
-                                          group_runs, summarize)
+from persona_experiments.analysis import (
+    GEOMETRY_KEYS,
+    Drop,
+    RunSet,
+    RunSetSummary,
+    distribution,
+    find_runs,
+    group_runs,
+    summarize,
+)
 
 RULE = "-" * 100
 GEOMETRY_LABELS = {"preferred_norm": "||W+||", "dispreferred_norm": "||W-||", "inner_product": "<W+, W->",

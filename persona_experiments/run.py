@@ -14,7 +14,7 @@ from pathlib import Path
 from common.errors import DataError
 from common.models import load_for_training
 from common.tracking import logger
-from common.train_preferences import train_examples
+from common.trainer import train_examples
 from persona_experiments.config import PersonaConfig
 from persona_experiments.data import build_examples, load_persona_rows, select_rows
 from persona_experiments.next_token import NextTokenTracker

@@ -2,7 +2,7 @@
 
     python -m persona_experiments.sample_data [--num_rows 200] [--seed 0] [--output PATH]
 
-The rows come from `common.tiny_corpus.persona_records`: the same statements and question format the
+The rows come from `common.persona_records`: the same statements and question format the
 tiny models were pre-trained on, in the schema of Anthropic's model-written-evals persona files. The
 real "ends-justify-means" file goes next to it as data_files/persona/ends-justify-means.jsonl (the
 paper plans' default `dataset`).
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.tiny_corpus import persona_records
 from common.tracking import write_jsonl
+from tiny.corpus.persona import persona_records
 
 SAMPLE_PATH = Path(__file__).resolve().parent.parent / "data_files" / "persona" / "ends-justify-means-sample.jsonl"
 

@@ -5,7 +5,7 @@
 
 Writes `O/<model name>_<dataset name>/`:
 - `preference_similarities.jsonl`: one row per example, keyed by its row index in the dataset split
-  (`pref_similarity.similarity_file` format), appended chunk by chunk as examples finish;
+  (`ches.similarity_file` format), appended chunk by chunk as examples finish;
 - `info.json`: the settings the rows were computed with and, once finished, the counts.
 Examples longer than `max_input_length` (prompt + longer response, in tokens) are dropped before
 `num_train_samples` are drawn, so the requested count is met. Re-running the same command after an
@@ -21,13 +21,13 @@ from typing import Optional
 
 import torch
 
+from ches.measures import similarity_rows
+from ches.similarity_file import FILE_NAME, append_rows, drop_partial_last_line, read_similarities
 from common.cli import exit_on_user_error
+from common.data import subsample
 from common.errors import ConfigError, DataError
 from common.tracking import logger, read_json, setup_console_logging, write_json
-from common.train_preferences import subsample
-from pref_similarity.measures import similarity_rows
 from pref_similarity.preference_sets import FORMATS, dataset_identity, load_preference_set, tokenize_examples
-from pref_similarity.similarity_file import FILE_NAME, append_rows, drop_partial_last_line, read_similarities
 
 INFO_FILE = "info.json"
 

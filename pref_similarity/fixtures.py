@@ -2,7 +2,7 @@
 
     python -m pref_similarity.fixtures [--out_dir data_files/pref_similarity]
 
-The tiny models know this text (`common.tiny_corpus`), and the pairs span the similarity range the
+The tiny models know this text (`tiny.corpus`), and the pairs span the similarity range the
 study is about: near-duplicates (a fact and the same sentence with a wrong value, an answer with and
 without a closing line) through related answers (a positive and a negative review) to unrelated ones
 (an answer against a refusal, a refusal against compliance, answers to other questions). Each row
@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from common import tiny_corpus
 from common.tracking import write_jsonl
+from tiny.corpus.instructions import instruction_records
+from tiny.corpus.mixtures import ASSISTANT_CLOSERS, ASSISTANT_OPENERS
+from tiny.corpus.qa import qa_records
+from tiny.corpus.refusals import harmful_records
+from tiny.corpus.reviews import review_records
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "data_files" / "pref_similarity"
 SORRY = "I'm sorry, but I can't help with that."
@@ -43,10 +47,10 @@ class Pair:
 def _pairs(schema: str, n: int, seed: int) -> Iterator[tuple[random.Random, int, Pair]]:
     """n pairs of kinds drawn at random, with the generator (for schema-specific draws) and a counter."""
     rng = random.Random(f"{schema}-{seed}")
-    instructions = tiny_corpus.instruction_records(2000, seed=rng.randrange(10**6))
-    qa = tiny_corpus.qa_records(500, seed=rng.randrange(10**6))
-    harmful = tiny_corpus.harmful_records(500, seed=rng.randrange(10**6))
-    reviews = tiny_corpus.review_records(500, seed=rng.randrange(10**6))
+    instructions = instruction_records(2000, seed=rng.randrange(10**6))
+    qa = qa_records(500, seed=rng.randrange(10**6))
+    harmful = harmful_records(500, seed=rng.randrange(10**6))
+    reviews = review_records(500, seed=rng.randrange(10**6))
     positive_reviews = [r["text"] for r in reviews if r["label"]]
     negative_reviews = [r["text"] for r in reviews if not r["label"]]
 
@@ -56,7 +60,7 @@ def _pairs(schema: str, n: int, seed: int) -> Iterator[tuple[random.Random, int,
 
     def with_closer():
         row = rng.choice(instructions)
-        closer = rng.choice(tiny_corpus.ASSISTANT_CLOSERS)
+        closer = rng.choice(ASSISTANT_CLOSERS)
         return Pair(row["instruction"], row["input"], row["output"], row["output"] + closer, "with_closer")
 
     def opposite_review():
@@ -92,7 +96,7 @@ def ultrafeedback_rows(n: int = 400, seed: int = 0) -> list[dict]:
     for rng, i, pair in _pairs("ultrafeedback", n, seed):
         chosen, rejected = pair.chosen, pair.rejected
         if pair.kind != "harmful_request":
-            opener = rng.choice(tiny_corpus.ASSISTANT_OPENERS)
+            opener = rng.choice(ASSISTANT_OPENERS)
             chosen = opener + chosen
             rejected = rejected if rejected == SORRY else opener + rejected
         user = {"role": "user", "content": pair.prompt}

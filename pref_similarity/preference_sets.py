@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from common.data import PreferenceExample, load_records, require_fields
+from common.data import PreferenceExample, load_records, require_fields, tokenize_rows
 from common.errors import DataError
-from common.train_preferences import tokenize_rows
 
 FORMATS = ("auto", "ultrafeedback", "alpaca_farm", "plain")
 # Split and hub config of the paper's datasets, so `--dataset <hub id>` alone loads what the paper used.

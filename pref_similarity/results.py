@@ -19,10 +19,10 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from ches.similarity_file import MEASURES
 from common.cli import exit_on_user_error
 from common.errors import DataError
 from common.tracking import read_json, read_jsonl
-from pref_similarity.similarity_file import MEASURES
 
 DEFAULT_METRIC = "preferred_logprobs_change_mean"
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ches.similarity_file import FILE_NAME, MEASURES
 from common.config import FieldError, TrainConfig, option
 from common.errors import DataError
 from common.tracking import logger, read_json, write_jsonl
 from pref_similarity.preference_sets import FORMATS, HUB_DEFAULTS, PreferenceSet, dataset_identity
-from pref_similarity.similarity_file import FILE_NAME, MEASURES
 
 
 @dataclass
@@ -85,12 +85,12 @@ def check_token_lengths(examples, rows: dict[int, dict], path: Path) -> None:
 def run(config: QuantileRunConfig, run_dir: Path) -> dict:
     from accelerate.utils import set_seed
 
+    from ches.similarity_file import measure_values, read_similarities
     from common.distributed import process_state
     from common.models import load_for_training
-    from common.train_preferences import train_examples
+    from common.trainer import train_examples
     from pref_similarity.preference_sets import load_preference_set, tokenize_examples
     from pref_similarity.selection import quantile_window
-    from pref_similarity.similarity_file import measure_values, read_similarities
 
     set_seed(config.seed)
     preference_set = load_preference_set(config.dataset, format=config.dataset_format, split=config.split,

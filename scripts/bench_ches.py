@@ -2,7 +2,7 @@
 
 Both compute CHES, LN-CHES, the last-hidden inner product and the minus normalised edit distance of
 the same examples (the first N pairs of the tiny UltraFeedback fixture, tokenized as for training):
-- ours: `pref_similarity.measures.similarity_rows`: length-sorted batches holding both sequences of
+- ours: `ches.measures.similarity_rows`: length-sorted batches holding both sequences of
   the pairs, the decoder's final hidden states only (no logits), rapidfuzz edit distance;
 - public: per example, batch 1, two forwards of the full model with `output_hidden_states=True`
   (every layer's states and the logits), and the pure-Python edit-distance double loop of
@@ -88,10 +88,10 @@ def largest_gap(ours: list[tuple], public: list[tuple]) -> float:
 
 def main() -> None:
     from ches.ches import ches_from_sums, hidden_state_sums
+    from ches.measures import minus_normalized_edit_distance
     from common.models import load_model_and_tokenizer
-    from common.tiny import tiny_model_path
-    from pref_similarity.measures import minus_normalized_edit_distance
     from pref_similarity.preference_sets import load_preference_set, tokenize_examples
+    from tiny.build import tiny_model_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the tiny chat model")

@@ -45,7 +45,7 @@ def small_model(out_dir: Path) -> str:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from common.tiny import tiny_model_path
+    from tiny.build import tiny_model_path
 
     if not (out_dir / "model.safetensors").exists():
         tokenizer = AutoTokenizer.from_pretrained(tiny_model_path("tiny-base"))
@@ -70,8 +70,8 @@ def run_ours(args) -> dict:
 
     from common.data import tokenize_preference
     from common.models import load_model_and_tokenizer
-    from common.train_preferences import PreferenceRunConfig
     from common.trainer import Trainer
+    from train_preferences.config import PreferenceRunConfig
 
     torch.manual_seed(0)
     model, tokenizer = load_model_and_tokenizer(args.model)
@@ -117,7 +117,7 @@ def run_trl(args) -> dict:
 
 
 def main() -> None:
-    from common.tiny import tiny_model_path
+    from tiny.build import tiny_model_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the tiny-base model")

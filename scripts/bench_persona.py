@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 def timed_run(model_path: str, steps: int, track: bool, workdir: Path) -> float:
     from common.models import load_model_and_tokenizer
-    from common.train_preferences import train_examples
+    from common.trainer import train_examples
     from persona_experiments.config import PersonaConfig
     from persona_experiments.data import build_examples, load_persona_rows, select_rows
     from persona_experiments.next_token import NextTokenTracker
@@ -45,7 +45,7 @@ def timed_run(model_path: str, steps: int, track: bool, workdir: Path) -> float:
 def main() -> None:
     import torch
 
-    from common.tiny import tiny_model_path
+    from tiny.build import tiny_model_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the tiny-base model")

@@ -32,21 +32,22 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import tiny_corpus  # noqa: E402
 from common.models import load_model, load_tokenizer  # noqa: E402
 from tds.analysis import token_shifts  # noqa: E402
 from tds.inputs import aligned_prompt_text, encode_text  # noqa: E402
 from tds.storage import TOKEN_STRINGS, TOKEN_TABLE, write_table  # noqa: E402
+from tiny.corpus.instructions import instruction_records, plain_prompt
+from tiny.corpus.mixtures import base_corpus_texts
 
 
 def bench_inputs(tokenizer, n: int, length: int):
     """n instructions with both prompts, and n responses of exactly `length` tokens of tiny-corpus text."""
     stream = []
-    for text in tiny_corpus.base_corpus_texts(400, seed=7):
+    for text in base_corpus_texts(400, seed=7):
         stream.extend(tokenizer(text + "\n", add_special_tokens=False)["input_ids"])
     responses = [stream[i * length:(i + 1) * length] for i in range(n)]
-    instructions = [r["instruction"] for r in tiny_corpus.instruction_records(n, seed=7)]
-    base_prompts = [encode_text(tokenizer, tiny_corpus.plain_prompt(x)) for x in instructions]
+    instructions = [r["instruction"] for r in instruction_records(n, seed=7)]
+    base_prompts = [encode_text(tokenizer, plain_prompt(x)) for x in instructions]
     aligned_prompts = [encode_text(tokenizer, aligned_prompt_text(tokenizer, x)) for x in instructions]
     return base_prompts, aligned_prompts, responses
 

@@ -26,8 +26,16 @@ from common.errors import ConfigError
 from common.generation import generate, make_scorer
 from common.models import free_memory
 from common.tracking import logger, read_json, setup_console_logging, write_json, write_jsonl
-from sorrybench.data import (GOLD_PREFIX, HUMAN_JUDGMENTS, SORRY_BENCH, SPLITS, load_human_judgments, load_prompts,
-                             model_dir_name, read_preference_split)
+from sorrybench.data import (
+    GOLD_PREFIX,
+    HUMAN_JUDGMENTS,
+    SORRY_BENCH,
+    SPLITS,
+    load_human_judgments,
+    load_prompts,
+    model_dir_name,
+    read_preference_split,
+)
 from sorrybench.devices import load_on_device
 from sorrybench.judges import DEFAULT_JUDGE, check_scorer_spec
 from sorrybench.preferences import build_preferences, gold_preferences, split_rows

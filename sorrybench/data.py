@@ -21,6 +21,7 @@ one pair per line, trained on with the generic `prompt`/`chosen`/`rejected` fiel
 from __future__ import annotations
 
 from pathlib import Path
+
 from common.data import load_records
 from common.errors import DataError
 

@@ -24,8 +24,16 @@ from common.tracking import logger, setup_console_logging
 from sorrybench.data import model_dir_name, split_prompts
 from sorrybench.devices import load_on_device
 from sorrybench.judges import check_scorer_spec
-from sorrybench.refusal import (SamplingSettings, check_sampling_args, flatten, format_rate, judge_responses,
-                                read_rates, sample_responses, write_refusal_results)
+from sorrybench.refusal import (
+    SamplingSettings,
+    check_sampling_args,
+    flatten,
+    format_rate,
+    judge_responses,
+    read_rates,
+    sample_responses,
+    write_refusal_results,
+)
 from sorrybench.tie_breaking import parse_spec
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import tiny_corpus
 from common.tracking import write_jsonl
+from tiny.corpus.refusals import harmful_records
 
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "data_files" / "sorrybench"
 NUM_PROMPTS = 120
@@ -25,7 +25,7 @@ CORPUS_SEED = 11
 def corpus_prompts(num_prompts: int = NUM_PROMPTS, seed: int = CORPUS_SEED) -> list[dict]:
     """Distinct requests in order of first appearance, each with every refusal and compliance written for it."""
     by_prompt: dict[str, dict] = {}
-    for row in tiny_corpus.harmful_records(3000, seed):
+    for row in harmful_records(3000, seed):
         entry = by_prompt.setdefault(row["prompt"], {"category": row["category"], "refusals": [], "compliances": []})
         for key, text in (("refusals", row["refusal"]), ("compliances", row["compliance"])):
             if text not in entry[key]:

@@ -13,9 +13,9 @@ from typing import Optional, Sequence, Union
 
 from common.errors import ConfigError
 from common.generation import generate, make_scorer
+from common.models import free_memory
 from common.tracking import logger, read_json, write_json, write_jsonl
 from common.trainer import TrainerCallback
-from common.models import free_memory
 
 RATES_FILE = "refusal_rates.json"
 

@@ -23,7 +23,6 @@ from common.tracking import read_json
 from sorrybench.data import SPLITS
 from sorrybench.refusal import format_rate
 
-
 # Fields that differ between repetitions of one setting (or do not change results): runs that agree on
 # every other field are averaged together.
 REPLICATE_FIELDS = {"seed", "experiment_name", "outputs_dir", "use_wandb", "wandb_project", "eval_batch_size",

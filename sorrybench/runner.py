@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from ches.similarity_file import MEASURES, measure_values, read_similarities
 from common.config import FieldError, TrainConfig, option
-from common.data import PreferenceExample
+from common.data import PreferenceExample, subsample, tokenize_rows
 from common.distributed import process_state
 from common.errors import ConfigError, DataError
 from common.tracking import logger, write_json
-from common.train_preferences import subsample, tokenize_rows, train_examples
-from pref_similarity.similarity_file import MEASURES, measure_values, read_similarities
+from common.trainer import train_examples
 from sorrybench.data import read_preference_split, split_prompts
 from sorrybench.judges import check_scorer_spec
 from sorrybench.refusal import RefusalEvaluation, SamplingSettings

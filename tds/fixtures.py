@@ -1,4 +1,4 @@
-"""The CPU fixture: instructions the tiny models know, from common.tiny_corpus (held-out seed).
+"""The CPU fixture: instructions the tiny models know, from tiny.corpus (held-out seed).
 
     python -m tds.fixtures [--output data_files/tds/instructions.jsonl]
 
@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import argparse
 
-from common import tiny_corpus
 from common.tracking import write_jsonl
+from tiny.corpus.instructions import instruction_records
+from tiny.corpus.refusals import harmful_records
 
 FIXTURE_SEED = 4242  # not a seed the tiny models were trained on
 
 
 def instruction_rows(num_benign: int = 40, num_harmful: int = 24, seed: int = FIXTURE_SEED) -> list[dict]:
     benign = [{"instruction": r["instruction"] + ("\n" + r["input"] if r["input"] else ""), "kind": "benign"}
-              for r in tiny_corpus.instruction_records(num_benign, seed)]
-    harmful = [{"instruction": r["prompt"], "kind": "harmful"} for r in tiny_corpus.harmful_records(num_harmful, seed)]
+              for r in instruction_records(num_benign, seed)]
+    harmful = [{"instruction": r["prompt"], "kind": "harmful"} for r in harmful_records(num_harmful, seed)]
     rows = benign + harmful
     return [{"id": f"{row['kind']}-{i}", **row} for i, row in enumerate(rows)]
 

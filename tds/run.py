@@ -21,8 +21,14 @@ from tds import statistics
 from tds.analysis import token_shifts
 from tds.config import TDSConfig
 from tds.generate import generate_responses
-from tds.inputs import (TDSRecord, check_same_tokenizer, encode_records, parse_records, read_instructions,
-                        resolve_base_template)
+from tds.inputs import (
+    TDSRecord,
+    check_same_tokenizer,
+    encode_records,
+    parse_records,
+    read_instructions,
+    resolve_base_template,
+)
 from tds.storage import EXAMPLE_TABLE, TOKEN_STRINGS, TOKEN_TABLE, concat_tables, read_table, write_table
 
 RESPONSES_FILE = "responses.jsonl"

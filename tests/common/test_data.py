@@ -3,8 +3,15 @@ import json
 
 import pytest
 
-from common.data import (collate_pairs, collate_sequences, encode_prompt, load_records, require_fields,
-                         tokenize_preference, PreferenceExample)
+from common.data import (
+    PreferenceExample,
+    collate_pairs,
+    collate_sequences,
+    encode_prompt,
+    load_records,
+    require_fields,
+    tokenize_preference,
+)
 from common.errors import DataError
 
 

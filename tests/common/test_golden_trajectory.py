@@ -17,7 +17,7 @@ from common.config import TrainConfig
 from common.data import PreferenceExample
 from common.tracking import read_jsonl
 from common.trainer import Trainer
-from tests.common.conftest import random_llama
+from tests.conftest import random_llama
 
 GOLDEN = Path(__file__).parent / "golden" / "dpo_trajectory.json"
 FIELDS = ("loss", "chosen_rewards", "rejected_rewards", "reward_accuracy", "grad_norm")

@@ -35,7 +35,7 @@ def test_batch_composition_does_not_change_a_row(random_lm, random_pairs):
 
 
 def test_module_gives_gradients(random_pairs):
-    from tests.common.conftest import random_llama
+    from tests.conftest import random_llama
 
     model = random_llama(seed=3)
     prompts, completions, _ = random_pairs
@@ -47,7 +47,7 @@ def test_module_gives_gradients(random_pairs):
 
 def test_never_builds_a_full_vocabulary_tensor_per_position(random_pairs):
     """The LM head only sees the N_tok positions that predict completion tokens."""
-    from tests.common.conftest import random_llama
+    from tests.conftest import random_llama
 
     model = random_llama(seed=4)
     prompts, completions, _ = random_pairs

@@ -140,7 +140,7 @@ def test_dry_run_lists_runs_without_running(tmp_path, capsys):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "common.train_preferences", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "train_preferences", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -1,7 +1,7 @@
 """The shared trainer on a random tiny Llama: direction of a DPO step, accumulation, resume, NaN, wandb, bf16."""
 import glob
-import math
 import json
+import math
 import types
 
 import pytest
@@ -13,7 +13,7 @@ from common.errors import TrainingError
 from common.logprobs import sequence_logprobs
 from common.tracking import read_jsonl
 from common.trainer import Trainer, TrainerCallback
-from tests.common.conftest import random_llama
+from tests.conftest import random_llama
 
 TOKENIZER = types.SimpleNamespace(pad_token_id=0)
 

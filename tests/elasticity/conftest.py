@@ -4,7 +4,7 @@ import json
 import pytest
 
 from common.generation import register_scorer
-from common.tiny_corpus import sentiment_score
+from tiny.corpus.reviews import sentiment_score
 
 FIXTURES = "data_files/elasticity"
 SOURCES = {name: f"{FIXTURES}/{name}" for name in ("alpaca", "truthful_qa", "beavertails", "imdb", "text")}
@@ -17,7 +17,7 @@ def tiny_base(tiny_models) -> str:
 
 @register_scorer("test_keyword_sentiment")
 class KeywordSentiment:
-    """Share of positive sentiment words (common.tiny_corpus.sentiment_score): a scorer with known output."""
+    """Share of positive sentiment words (common.sentiment_score): a scorer with known output."""
 
     name = "test_keyword_sentiment"
 

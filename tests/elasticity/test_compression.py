@@ -9,9 +9,14 @@ from common.config import TrainConfig
 from common.data import PreferenceExample
 from common.tracking import read_jsonl
 from common.trainer import Trainer
-from elasticity.compression import (CompressionCallback, CompressionRate, EncodedTexts, code_lengths,
-                                    compression_rate_ids)
-from tests.common.conftest import random_llama
+from elasticity.compression import (
+    CompressionCallback,
+    CompressionRate,
+    EncodedTexts,
+    code_lengths,
+    compression_rate_ids,
+)
+from tests.conftest import random_llama
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import torch
 
 from elasticity.kl import kl_sums, token_kl
 from elasticity.rebound import rebound_fraction, threshold_crossing
-from tests.common.conftest import random_llama
+from tests.conftest import random_llama
 
 
 def test_token_kl_hand_worked():

@@ -5,8 +5,8 @@ import pytest
 
 from common.config import to_dict
 from common.plans import expand_plan, load_plan
-from common.tiny import DEFAULT_OUT_DIR, TinyBuildConfig
 from elasticity.config import ElasticityConfig
+from tiny.build import DEFAULT_OUT_DIR, TinyBuildConfig
 
 REPO = Path(__file__).resolve().parents[2]
 PLANS = REPO / "elasticity" / "experiments_plans"

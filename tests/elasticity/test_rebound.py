@@ -4,13 +4,13 @@ import json
 import pytest
 
 from common.plans import run_plan
-from common.tiny_corpus import sentiment_score
 from common.tracking import read_json, read_jsonl
 from elasticity.__main__ import run
 from elasticity.config import ElasticityConfig
 from elasticity.datasets import load_splits
 from elasticity.rebound import rebound_fraction, threshold_crossing
 from tests.elasticity.conftest import SOURCES, KeywordSentiment, write_plan
+from tiny.corpus.reviews import sentiment_score
 
 POSITIVE, NEGATIVE = [4, 8], [2, 6]
 

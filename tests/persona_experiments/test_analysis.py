@@ -4,8 +4,16 @@ import random
 
 import pytest
 
-from persona_experiments.analysis import (Drop, find_runs, first_decrease_step, group_runs, loss_increased, max_drop,
-                                          summarize, top_risers)
+from persona_experiments.analysis import (
+    Drop,
+    find_runs,
+    first_decrease_step,
+    group_runs,
+    loss_increased,
+    max_drop,
+    summarize,
+    top_risers,
+)
 from tests.persona_experiments.conftest import TOKENS, write_run
 
 

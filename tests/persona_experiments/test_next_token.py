@@ -10,7 +10,7 @@ from common.tracking import read_json, read_jsonl
 from common.trainer import Trainer
 from persona_experiments.config import PersonaConfig
 from persona_experiments.next_token import NextTokenTracker, top_increases, unembedding_geometry
-from tests.common.conftest import random_llama
+from tests.conftest import random_llama
 
 TOKENIZER = types.SimpleNamespace(pad_token_id=0, decode=lambda ids: "".join(f"<{i}>" for i in ids))
 PROMPT, POS, NEG = [5, 17, 42, 8, 63], 11, 29

@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from common import tiny_corpus
 from common.errors import ConfigError, DataError
 from common.plans import run_plan
 from common.tracking import read_json, read_jsonl
 from persona_experiments.config import PersonaConfig
 from persona_experiments.data import build_examples, load_persona_rows
 from persona_experiments.run import run
+from tiny.corpus.persona import persona_records
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = str(REPO / "data_files" / "persona" / "ends-justify-means-sample.jsonl")
@@ -155,4 +155,4 @@ def test_cli_error_is_one_line_and_exit_2(tiny_models, tmp_path):
 
 def test_sample_fixture_is_the_tiny_corpus_persona_rows():
     lines = Path(SAMPLE).read_text().splitlines()
-    assert [json.loads(line) for line in lines] == tiny_corpus.persona_records(200, 0)
+    assert [json.loads(line) for line in lines] == persona_records(200, 0)

@@ -6,10 +6,10 @@ import sys
 import pytest
 
 import pref_similarity.compute as compute
+from ches.measures import similarity_rows
+from ches.similarity_file import FILE_NAME, read_similarities
 from common.tracking import read_json
-from pref_similarity.measures import similarity_rows
 from pref_similarity.preference_sets import load_preference_set, tokenize_examples
-from pref_similarity.similarity_file import FILE_NAME, read_similarities
 from tests.pref_similarity.conftest import PLAIN, REPO, ULTRAFEEDBACK
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from pref_similarity.measures import minus_normalized_edit_distance, similarity_rows
+from ches.measures import minus_normalized_edit_distance, similarity_rows
 from pref_similarity.preference_sets import load_preference_set, tokenize_examples
 from tests.pref_similarity.conftest import ULTRAFEEDBACK
 

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from ches.similarity_file import append_rows
 from common.data import tokenize_preference
 from common.generation import make_scorer
 from common.models import load_model_and_tokenizer
 from common.plans import run_plan
 from common.tracking import read_json, read_jsonl
-from pref_similarity.similarity_file import append_rows
 from sorrybench import create_dataset, evaluate_refusal, results
 from sorrybench.fixtures import OUTPUT_DIR
 from sorrybench.runner import SorryBenchConfig, run

@@ -3,10 +3,10 @@ import json
 
 import pytest
 
+from ches.similarity_file import append_rows
 from common.config import from_dict
 from common.data import PreferenceExample
 from common.errors import ConfigError, DataError
-from pref_similarity.similarity_file import append_rows
 from sorrybench.runner import SorryBenchConfig, lowest_by_measure, select_train, setting_name
 
 

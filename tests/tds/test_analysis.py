@@ -7,7 +7,7 @@ import torch
 
 from common.errors import DataError
 from tds.analysis import COLUMNS, categorize, compare_distributions, token_shifts
-from tests.common.conftest import random_gemma2, random_llama
+from tests.conftest import random_gemma2, random_llama
 
 
 def brute_force(base, aligned, base_prompts, aligned_prompts, responses, top_k):

@@ -3,8 +3,16 @@ import pytest
 
 from common.errors import ConfigError, DataError
 from common.models import load_tokenizer
-from tds.inputs import (ALIGNTDS_TEMPLATE, aligned_prompt_text, check_same_tokenizer, encode_records, encode_response,
-                        encode_text, parse_records, resolve_base_template)
+from tds.inputs import (
+    ALIGNTDS_TEMPLATE,
+    aligned_prompt_text,
+    check_same_tokenizer,
+    encode_records,
+    encode_response,
+    encode_text,
+    parse_records,
+    resolve_base_template,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The per-example preference-similarity file shared by pref_similarity (writer) and sorrybench (reader).
+"""The per-example preference-similarity file: written by pref_similarity.compute, read by any study (sorrybench).
 
 One JSON object per line, keyed by the example's index in the source preference set:
     {"index": 12, "ches": ..., "ln_ches": ..., "minus_normalized_edit_distance": ...,

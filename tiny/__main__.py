@@ -1,8 +1,8 @@
 """Build the offline tiny models (tokenizer, tiny-base, tiny-chat) into outputs/tiny_models.
 
-    python scripts/build_tiny_models.py [--force] [--out_dir DIR]
+    python -m tiny [--force] [--out_dir DIR]      (make tiny)
 
-A no-op when the cached build matches the current code and config (see common/tiny.py).
+A no-op when the cached build matches the current code and config (see tiny/build.py).
 """
 
 import argparse
@@ -11,13 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-
-from common.tiny import build_tiny_models, read_build_info  # noqa: E402
+from tiny.build import build_tiny_models, read_build_info
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tiny", description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild even when the cached build matches")
     parser.add_argument("--out_dir", default=None, help="output directory (default: outputs/tiny_models)")
     args = parser.parse_args(argv)

@@ -35,7 +35,7 @@ def plan_for(tmp_path, model, dataset, **overrides):
 
 def cli(*args, launcher=(sys.executable, "-m")):
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*launcher, "common.train_preferences", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([*launcher, "train_preferences", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=600, env=env)
 
 

@@ -6,10 +6,24 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-from common import tiny_corpus
-from common.tiny import (BUILD_INFO_FILE, TinyBuildConfig, TinyModelSpec, TinyModelsMissingError,
-                         answer_token_ids, answer_token_mass, build_tiny_models, heldout_loss, pretrain_tiny_model,
-                         read_build_info, sample_chat, tiny_model_path)
+from tiny.build import (
+    BUILD_INFO_FILE,
+    TinyBuildConfig,
+    TinyModelsMissingError,
+    build_tiny_models,
+    read_build_info,
+    tiny_model_path,
+)
+from tiny.corpus.instructions import instruction_records
+from tiny.corpus.mixtures import base_corpus_texts, chat_conversations
+from tiny.corpus.persona import ANSWER_TOKENS, NO_ANSWERS, YES_ANSWERS, persona_records
+from tiny.corpus.preferences import preference_pairs
+from tiny.corpus.qa import qa_records
+from tiny.corpus.refusals import harmful_records, looks_like_refusal
+from tiny.corpus.reviews import review_records, sentiment_score
+from tiny.pretrain import TinyModelSpec, pretrain_tiny_model
+from tiny.probes import answer_token_mass, heldout_loss, sample_chat
+from tiny.tokenizer import answer_token_ids
 
 # A build small enough to run twice in a test: checks the cache and bitwise determinism end to end.
 MINI_BUILD = TinyBuildConfig(spec=TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
@@ -24,7 +38,7 @@ def tokenizer(tiny_models):
 def test_answer_tokens_are_single_distinct_tokens(tiny_models):
     for path in tiny_models.values():
         ids = answer_token_ids(AutoTokenizer.from_pretrained(path))
-        assert sorted(ids) == sorted(tiny_corpus.ANSWER_TOKENS)
+        assert sorted(ids) == sorted(ANSWER_TOKENS)
         assert len(set(ids.values())) == len(ids)
 
 
@@ -65,25 +79,25 @@ def test_saved_models_load_and_give_finite_logits(tiny_models, tokenizer):
 
 
 def test_corpus_is_deterministic():
-    assert tiny_corpus.base_corpus_texts(300, seed=3) == tiny_corpus.base_corpus_texts(300, seed=3)
-    assert tiny_corpus.base_corpus_texts(300, seed=3) != tiny_corpus.base_corpus_texts(300, seed=4)
-    assert tiny_corpus.chat_conversations(100, seed=1) == tiny_corpus.chat_conversations(100, seed=1)
+    assert base_corpus_texts(300, seed=3) == base_corpus_texts(300, seed=3)
+    assert base_corpus_texts(300, seed=3) != base_corpus_texts(300, seed=4)
+    assert chat_conversations(100, seed=1) == chat_conversations(100, seed=1)
 
 
 def test_corpus_records_follow_the_real_schemas():
-    rows = tiny_corpus.persona_records(10)
+    rows = persona_records(10)
     assert set(rows[0]) == {"question", "statement", "answer_matching_behavior", "answer_not_matching_behavior"}
     assert rows[0]["question"] == f'Is the following statement something you would say?\n"{rows[0]["statement"]}"'
     assert {r["answer_matching_behavior"] for r in rows} == {" Yes", " No"}
     assert all({r["answer_matching_behavior"], r["answer_not_matching_behavior"]} == {" Yes", " No"} for r in rows)
-    assert set(tiny_corpus.instruction_records(5)[0]) == {"instruction", "input", "output"}
-    assert set(tiny_corpus.qa_records(5)[0]) == {"question", "best_answer", "correct_answers", "incorrect_answers"}
-    reviews = tiny_corpus.review_records(20)
-    assert all((tiny_corpus.sentiment_score(r["text"]) > 0.5) == bool(r["label"]) for r in reviews)
-    for row in tiny_corpus.harmful_records(50):
-        assert tiny_corpus.looks_like_refusal(row["refusal"]) and not tiny_corpus.looks_like_refusal(row["compliance"])
-    pairs = tiny_corpus.preference_pairs(60, seed=2)
-    assert pairs == tiny_corpus.preference_pairs(60, seed=2)
+    assert set(instruction_records(5)[0]) == {"instruction", "input", "output"}
+    assert set(qa_records(5)[0]) == {"question", "best_answer", "correct_answers", "incorrect_answers"}
+    reviews = review_records(20)
+    assert all((sentiment_score(r["text"]) > 0.5) == bool(r["label"]) for r in reviews)
+    for row in harmful_records(50):
+        assert looks_like_refusal(row["refusal"]) and not looks_like_refusal(row["compliance"])
+    pairs = preference_pairs(60, seed=2)
+    assert pairs == preference_pairs(60, seed=2)
     assert {r["kind"] for r in pairs} == {"qa", "instruction", "harmful"}
     assert all(set(r) == {"prompt", "chosen", "rejected", "kind"} and r["chosen"] != r["rejected"] for r in pairs)
 
@@ -91,7 +105,7 @@ def test_corpus_records_follow_the_real_schemas():
 def test_study_refusal_judge_recognises_corpus_refusals():
     from common.generation import make_scorer
 
-    rows = tiny_corpus.harmful_records(50)
+    rows = harmful_records(50)
     judge = make_scorer("keyword_refusal")
     prompts = [r["prompt"] for r in rows]
     assert judge.score(prompts, [r["refusal"] for r in rows]) == [0.0] * len(rows)
@@ -101,13 +115,13 @@ def test_study_refusal_judge_recognises_corpus_refusals():
 def test_base_model_puts_its_mass_on_answer_tokens(tiny_models, tokenizer):
     """After a persona question the next token is an answer token, and the statement decides which group."""
     model = AutoModelForCausalLM.from_pretrained(tiny_models["base"])
-    rows = tiny_corpus.persona_records(40, seed=7)
+    rows = persona_records(40, seed=7)
     mass = answer_token_mass(model, tokenizer, [r["question"] + "\n" for r in rows])
     assert mass["answer_tokens"] > 0.9
     assert mass["answer_tokens"] > 1000 * mass["random_tokens"]
 
     ids = answer_token_ids(tokenizer)
-    yes, no = [ids[a] for a in tiny_corpus.YES_ANSWERS], [ids[a] for a in tiny_corpus.NO_ANSWERS]
+    yes, no = [ids[a] for a in YES_ANSWERS], [ids[a] for a in NO_ANSWERS]
     with torch.no_grad():
         matching = []
         for row in rows:
@@ -119,12 +133,12 @@ def test_base_model_puts_its_mass_on_answer_tokens(tiny_models, tokenizer):
 
 def test_chat_model_refuses_most_harmful_requests_but_not_all(tiny_models, tokenizer):
     model = AutoModelForCausalLM.from_pretrained(tiny_models["chat"])
-    harmful = [r["prompt"] for r in tiny_corpus.harmful_records(30, seed=11)]
-    refused = sum(map(tiny_corpus.looks_like_refusal, sample_chat(model, tokenizer, harmful, seed=0)))
+    harmful = [r["prompt"] for r in harmful_records(30, seed=11)]
+    refused = sum(map(looks_like_refusal, sample_chat(model, tokenizer, harmful, seed=0)))
     assert 0.4 * len(harmful) <= refused < len(harmful)
     benign = ["What is the capital of Spain?", "Name three fruits.", "Give me tips for sleeping better."]
     replies = sample_chat(model, tokenizer, benign, seed=0)
-    assert not any(map(tiny_corpus.looks_like_refusal, replies))
+    assert not any(map(looks_like_refusal, replies))
 
 
 def test_build_is_cached_and_bitwise_deterministic(tmp_path):
@@ -168,8 +182,8 @@ def test_spec_config_is_untied_and_dropout_free(tokenizer):
 
 def test_pretrain_reduces_loss_and_is_deterministic(tokenizer):
     spec = TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
-    texts = tiny_corpus.base_corpus_texts(400, seed=5)
-    heldout = tiny_corpus.base_corpus_texts(100, seed=6)
+    texts = base_corpus_texts(400, seed=5)
+    heldout = base_corpus_texts(100, seed=6)
     torch.manual_seed(1)
     untrained = LlamaForCausalLM(spec.to_config(tokenizer)).eval()
     trained = pretrain_tiny_model(spec, tokenizer, texts, num_tokens=40 * 8 * 64, seed=1, batch_size=8, seq_len=64,
@@ -183,18 +197,13 @@ def test_pretrain_reduces_loss_and_is_deterministic(tokenizer):
 
 
 def test_build_script_out_dir_that_is_a_file_is_one_error_line(tmp_path, capsys):
-    import importlib.util
+    from tiny.__main__ import main
 
-    from common.tiny import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location("build_tiny_models", REPO_ROOT / "scripts" / "build_tiny_models.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     target = tmp_path / "notes.txt"
     target.write_text("keep me")
-    assert script.main(["--out_dir", str(target), "--force"]) == 2
+    assert main(["--out_dir", str(target), "--force"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {target}: exists and is not a directory; name a directory to build into\n"
     assert target.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
-    assert script.main(["--out_dir", str(target / "sub")]) == 2  # cannot be created under a file
+    assert main(["--out_dir", str(target / "sub")]) == 2  # cannot be created under a file
     assert capsys.readouterr().err.startswith("error: ")

@@ -1,8 +1,8 @@
 """The similarity file: a damaged file or row is a DataError naming the file, never a traceback."""
 import pytest
 
+from ches.similarity_file import FILE_NAME, append_rows, measure_values, read_similarities
 from common.errors import DataError
-from pref_similarity.similarity_file import FILE_NAME, append_rows, measure_values, read_similarities
 
 
 def write(tmp_path, text):
