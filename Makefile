@@ -9,9 +9,11 @@ export WANDB_SILENT := true
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The project itself is installed editable, so scripts/ and the tests import it from any directory.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
 
 # Tokenizer + tiny Llama-style models, built offline and cached under outputs/tiny_models.
