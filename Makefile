@@ -9,6 +9,7 @@ export WANDB_SILENT := true
 
 install: $(STAMP)
 
+# The project itself is installed editable, so scripts/ and the tests import it from any directory.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt

@@ -170,17 +170,35 @@ def run_status(run: PlannedRun) -> str:
     if not any(p.name not in ("config.json", "log.txt") for p in run.run_dir.iterdir()):
         return "new"
     try:
-        stored = read_json(config_path)
-    except (OSError, json.JSONDecodeError):
+        stored = stored_config(run)
+    except (OSError, json.JSONDecodeError, AttributeError):
         return "changed"
-    if stored != json.loads(json.dumps(to_dict(run.config))):
+    if stored != config_record(run.config):
         return "changed"
     return FINISHED if (run.run_dir / "summary.json").exists() else "partial"
 
 
-def describe_changes(run: PlannedRun) -> str:
+def study_of(config: Any) -> str:
+    """The study a config belongs to: the package of its class (tds.config.TDSConfig -> "tds")."""
+    return type(config).__module__.split(".")[0]
+
+
+def config_record(config: Any) -> dict:
+    """What a run's config.json holds: the study (so printers find their own runs), then the fields."""
+    return {"study": study_of(config), **json.loads(json.dumps(to_dict(config)))}
+
+
+def stored_config(run: PlannedRun) -> dict:
+    """The run directory's config.json; one written before config.json named its study counts as this
+    run's study, so such a run stays finished (or resumes) instead of looking changed."""
     stored = read_json(run.run_dir / "config.json")
-    current = json.loads(json.dumps(to_dict(run.config)))
+    stored.setdefault("study", study_of(run.config))
+    return stored
+
+
+def describe_changes(run: PlannedRun) -> str:
+    stored = stored_config(run)
+    current = config_record(run.config)
     diffs = [f"{k}: {json.dumps(stored.get(k))} -> {json.dumps(current.get(k))}"
              for k in sorted(set(stored) | set(current)) if stored.get(k) != current.get(k)]
     return "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
@@ -241,7 +259,7 @@ def execute_run(run: PlannedRun, run_fn: RunFn, *, force: bool = False) -> None:
         if force and status != "new":
             shutil.rmtree(run.run_dir)
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run.run_dir / "config.json", to_dict(run.config))
+        write_json(run.run_dir / "config.json", config_record(run.config))
     state.wait_for_everyone()
     handler = attach_run_log(run.run_dir) if state.is_main_process else None
     try:

@@ -15,14 +15,13 @@ the factor plots.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
+import common.results as shared
 from common.cli import exit_on_user_error
 from common.errors import ConfigError
-from common.tracking import read_json
 
 # What the printer reads from each kind of run summary.
 SUMMARY_KEYS = {"resistance": ("dataset", "pairs", "inverse_lower", "comparisons"),
@@ -37,30 +36,17 @@ def find_runs(experiments_dir: Path) -> tuple[list[dict], list[Path]]:
     templated from a hub id ("rebound_{dataset}_{model}" -> rebound_imdb_google/gemma-2b) nests the run
     one level deeper, and the last component alone ("gemma-2b") would be shared by the runs of every
     dataset, so their plots would overwrite one another."""
-    runs, unfinished = [], []
-    for config_path in sorted(experiments_dir.rglob("config.json")):
-        config = read_json_file(config_path)
-        if not isinstance(config, dict) or "experiment" not in config or "experiment_name" not in config:
-            continue  # a saved model's config.json
-        summary_path = config_path.parent / "summary.json"
-        if summary_path.exists():
-            summary = read_json_file(summary_path)
-            missing = [k for k in SUMMARY_KEYS.get(config["experiment"], ()) if k not in summary]
-            if missing:
-                raise ConfigError(f"{summary_path}: not an elasticity {config['experiment']} summary (no "
-                                  f"{', '.join(map(repr, missing))}); delete it to re-run that run")
-            runs.append({"config": config, "summary": summary, "dir": config_path.parent,
-                         "name": "_".join(config_path.parent.relative_to(experiments_dir).parts)})
-        else:
-            unfinished.append(config_path.parent)
-    return runs, unfinished
-
-
-def read_json_file(path: Path):
-    try:
-        return read_json(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: unreadable ({e}); delete it or re-run the plan") from None
+    found = shared.find_runs(experiments_dir, "elasticity", legacy=lambda config: "experiment" in config)
+    runs = []
+    for run in found.finished:
+        experiment = run.config.get("experiment")
+        missing = [k for k in SUMMARY_KEYS.get(experiment, ()) if k not in run.summary]
+        if missing:
+            raise ConfigError(f"{run.dir / 'summary.json'}: not an elasticity {experiment} summary (no "
+                              f"{', '.join(map(repr, missing))}); delete it to re-run that run")
+        runs.append({"config": run.config, "summary": run.summary, "dir": run.dir,
+                     "name": "_".join(run.dir.relative_to(experiments_dir).parts)})
+    return runs, found.unfinished
 
 
 def fmt(value: Optional[float], digits: int = 3) -> str:
@@ -69,11 +55,6 @@ def fmt(value: Optional[float], digits: int = 3) -> str:
 
 def model_name(run: dict) -> str:
     return Path(run["config"]["model"]).name if not run["config"].get("pretrain_tokens") else run["name"]
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *rows])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,11 +77,11 @@ def resistance_tables(runs: list[dict]) -> str:
         won, total = won + s["inverse_lower"], total + s["comparisons"]
     return "\n".join([
         "Resistance (Table 1): per-token training loss (nats), mean over the fine-tuning, inverse | forward",
-        table(header, loss_rows),
+        shared.format_table(header, loss_rows),
         f"inverse loss lower in {won} of {total} comparisons (the paper: all 27)",
         "",
         "Held-out compression of the target data (bits/token) before -> after fine-tuning, inverse | forward",
-        table(header[:-1], bits_rows)])
+        shared.format_table(header[:-1], bits_rows)])
 
 
 def bits_change(numbers: dict) -> str:
@@ -168,12 +149,13 @@ def rebound_tables(run: dict, kl_epsilon: Optional[float] = None) -> str:
         f"Rebound {s['dataset']} / {model_name(run)} ({run['name']}): pre-trained model's score "
         f"{fmt(s['base_score'])}",
         "score after negative SFT (columns: negative examples; 0 = after positive SFT only)",
-        table(header, scores), "",
+        shared.format_table(header, scores), "",
         "per-token KL to the pre-trained model",
-        table(header, kls), "",
+        shared.format_table(header, kls), "",
         f"Table 3: negative examples needed to bring the KL under {eps:g} (interpolated); rebound fraction "
         f"(S_P - S_P,{negatives[0]}) / (S_P - S_0) after the smallest negative set",
-        table(["positive", "KL after positive", f"negatives to KL<{eps:g}", "rebound fraction"], table3)])
+        shared.format_table(["positive", "KL after positive", f"negatives to KL<{eps:g}", "rebound fraction"],
+                            table3)])
 
 
 def rebound_curves(run: dict, path: Path) -> None:
@@ -227,9 +209,9 @@ def factor_table(runs: list[dict]) -> str:
              fmt(r["summary"]["base_score"])] + [fmt(c["rebound_fraction"], 2) for c in r["summary"]["curves"]] +
             [fmt(mean_rebound(r), 2)] for r in runs]
     positives = [str(c["positive"]) for c in runs[0]["summary"]["curves"]]
+    header = ["run", "parameters", "pre-training tokens", "base score"] + [f"P={p}" for p in positives] + ["mean"]
     return "\n".join([f"Factors ({runs[0]['summary']['dataset']}): rebound fraction after the smallest negative set, "
-                      f"per positive size", table(["run", "parameters", "pre-training tokens", "base score"] +
-                                                  [f"P={p}" for p in positives] + ["mean"], rows)])
+                      f"per positive size", shared.format_table(header, rows)])
 
 
 def fmt_tokens(tokens: Optional[float]) -> str:

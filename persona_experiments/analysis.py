@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from common.errors import DataError
+from common import results as common_results
 from common.tracking import read_json
 from persona_experiments.next_token import TOKEN_METRICS_FILE
 
@@ -48,26 +48,12 @@ class RunSet:
 
 def find_runs(experiments_dir: str | Path) -> tuple[list[PersonaRun], list[Path], list[Path]]:
     """Finished tracked runs under `experiments_dir` (any depth), plus the unfinished run directories
-    and the finished ones without token metrics (e.g. SFT runs). Each run directory is read once; the
-    search does not descend into run directories."""
-    root = Path(experiments_dir)
-    if not root.is_dir():
-        raise DataError(f"--experiments_dir {experiments_dir}: no such directory")
-    runs, unfinished, untracked = [], [], []
-    pending = [root]
-    while pending:
-        directory = pending.pop()
-        if (directory / "config.json").is_file():
-            if not (directory / "summary.json").is_file():
-                unfinished.append(directory)
-            elif not (directory / TOKEN_METRICS_FILE).is_file():
-                untracked.append(directory)
-            else:
-                runs.append(PersonaRun(directory, read_json(directory / "config.json"),
-                                       read_json(directory / TOKEN_METRICS_FILE)))
-            continue
-        pending.extend(sorted((p for p in directory.iterdir() if p.is_dir()), reverse=True))
-    return sorted(runs, key=lambda r: str(r.run_dir)), sorted(unfinished), sorted(untracked)
+    and the finished ones without token metrics (e.g. SFT runs)."""
+    found = common_results.find_runs(experiments_dir, "persona_experiments")
+    runs = [PersonaRun(r.dir, r.config, read_json(r.dir / TOKEN_METRICS_FILE)) for r in found.finished
+            if (r.dir / TOKEN_METRICS_FILE).is_file()]
+    untracked = [r.dir for r in found.finished if not (r.dir / TOKEN_METRICS_FILE).is_file()]
+    return runs, found.unfinished, untracked
 
 
 def group_runs(runs: Sequence[PersonaRun]) -> list[RunSet]:

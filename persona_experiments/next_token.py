@@ -6,7 +6,7 @@ W+ = W[y+], W- = W[y-]: logit(y) = <h, W[y]> (plus the model's output transforms
 log p(y) = logit(y) - logsumexp(logits). `NextTokenTracker` measures them with ONE forward on the
 prompt before training (step 0) and after every optimizer step, logs a record
 `{"kind": "tokens", "step": s, ...}` to metrics.jsonl and writes all steps, column by column, to
-`token_metrics.json` at the end of the run. See docs/persona.md for every field.
+`token_metrics.json` at the end of the run. See docs/persona_experiments.md for every field.
 """
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from common.cli import exit_on_user_error
 from common.errors import DataError
+from common.results import format_table
 from persona_experiments.analysis import (
     GEOMETRY_KEYS,
     Drop,
@@ -67,27 +68,33 @@ def format_summary(s: RunSetSummary) -> str:
         d = distribution(s.first_fall_steps)
         lines.append(f"first step it fell: min {d['min']}, median {d['median']:g}, mean {d['mean']:.1f}, max {d['max']}")
     lines += [RULE, "largest drop of y+, max over steps i <= j of v_i - v_j (v_0 = the initial value), and the "
-                    "token other than y+, y- that rose most by the end:",
-              f"  {'run':<20} {'probability':<46} {'log-probability':<46} other token: P first -> last"]
+                    "token other than y+, y- that rose most by the end:"]
+    rows = []
     for name, p, lp, risen in zip(s.runs, s.prob_drops, s.logprob_drops, s.risen_tokens):
         other = f"{risen.token!r}: {risen.probs[0]:.4f} -> {risen.probs[-1]:.4f}" if risen else "-"
-        lines.append(f"  {name:<20} {format_drop(p, 4):<46} {format_drop(lp, 4):<46} {other}")
+        rows.append([name, format_drop(p, 4), format_drop(lp, 4), other])
 
     def mean_drop(drops: list[Drop]) -> str:
         return (f"{sum(d.amount for d in drops) / n:.4f} ({sum(d.start_value for d in drops) / n:.4f} -> "
                 f"{sum(d.end_value for d in drops) / n:.4f})")
 
-    lines.append(f"  {'mean':<20} {mean_drop(s.prob_drops):<46} {mean_drop(s.logprob_drops)}")
+    rows.append(["mean", mean_drop(s.prob_drops), mean_drop(s.logprob_drops), ""])
+    lines.append(indent(format_table(["run", "probability", "log-probability", "other token: P first -> last"],
+                                     rows)))
     lines += [RULE, "tokens whose probability rose most since step 0 "
                     "(token: runs with it in their top-k / mean probability increase):"]
     for (step, k), tokens in s.top_risers.items():
         cells = ", ".join(f"{t.token!r}: {t.count}/{n} {t.mean_increase:+.2e}" for t in tokens[:5])
         lines.append(f"  step {step:>3} top-{k}: {cells}" + (f", ... ({len(tokens) - 5} more)" if len(tokens) > 5 else ""))
     lines += [RULE, "unembedding W+ = W[y+], W- = W[y-] and hidden state h at the answer position "
-                    "(mean over runs):", f"  {'':<34} {'initial':>12} {'final':>12}"]
-    for key in GEOMETRY_KEYS:
-        lines.append(f"  {GEOMETRY_LABELS[key]:<34} {s.geometry_initial[key]:>12.5g} {s.geometry_final[key]:>12.5g}")
+                    "(mean over runs):"]
+    lines.append(indent(format_table(["", "initial", "final"], [
+        [GEOMETRY_LABELS[key], s.geometry_initial[key], s.geometry_final[key]] for key in GEOMETRY_KEYS], digits=5)))
     return "\n".join(lines)
+
+
+def indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 def print_results(experiments_dir: str, *, keep_loss_increase: bool = False, plots: bool = True) -> list[RunSetSummary]:

@@ -1,6 +1,7 @@
 """python -m pref_similarity --plan_config_path PLAN.json: DPO (or any core loss) on similarity quantiles."""
 from common.cli import study_main
-from pref_similarity.train_on_quantile import QuantileRunConfig, run
+from pref_similarity.config import QuantileRunConfig
+from pref_similarity.run import run
 
 
 def main(argv=None) -> None:

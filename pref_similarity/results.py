@@ -22,7 +22,8 @@ from pathlib import Path
 from ches.similarity_file import MEASURES
 from common.cli import exit_on_user_error
 from common.errors import DataError
-from common.tracking import read_json, read_jsonl
+from common.results import find_runs, format_table
+from common.tracking import read_jsonl
 
 DEFAULT_METRIC = "preferred_logprobs_change_mean"
 
@@ -53,15 +54,10 @@ CELL_FIELDS = {"similarity_measure", "quantile", "seed", "experiment_name", "out
 def collect(experiments_dir: Path, metric: str) -> tuple[dict, int]:
     """{table label: {(measure, quantile): [values]}} and the number of unfinished runs."""
     runs = []
-    unfinished = 0
-    for config_path in sorted(experiments_dir.rglob("config.json")):
-        run_dir = config_path.parent
-        config = _read(config_path, read_json)
-        if not isinstance(config, dict) or "similarity_measure" not in config or "quantile" not in config:
-            continue  # another study's run, or a model directory
-        if not (run_dir / "summary.json").exists():
-            unfinished += 1
-            continue
+    found = find_runs(experiments_dir, "pref_similarity",
+                      legacy=lambda config: "similarity_measure" in config and "quantile" in config)
+    for run in found.finished:
+        config, run_dir = run.config, run.dir
         record = final_train_eval(run_dir)
         if metric not in record:
             raise DataError(f"{run_dir}: eval records have no {metric!r}; choose one of "
@@ -77,7 +73,7 @@ def collect(experiments_dir: Path, metric: str) -> tuple[dict, int]:
         label = " | ".join([f"model {setting.get('model')}", f"dataset {setting.get('dataset')}",
                             f"objective {setting.get('objective')}"] + [f"{k} {json.dumps(setting.get(k))}" for k in varying])
         table[label][(config["similarity_measure"], config["quantile"])].append(value)
-    return table, unfinished
+    return table, len(found.unfinished)
 
 
 def cell(values: list[float]) -> str:
@@ -99,9 +95,7 @@ def format_tables(table: dict, metric: str) -> str:
             means = {q: statistics.fmean(cells[(m, q)]) for q in quantiles if cells.get((m, q))}
             spread = f"{means[max(means)] - means[min(means)]:.4g}" if len(means) > 1 else "-"
             rows.append([m] + [cell(cells.get((m, q), [])) for q in quantiles] + [spread])
-        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-        lines += ["", f"{label} | runs {sum(len(v) for v in cells.values())}"]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
+        lines += ["", f"{label} | runs {sum(len(v) for v in cells.values())}", format_table(header, rows)]
     return "\n".join(lines)
 
 

@@ -21,14 +21,12 @@ import argparse
 import datetime
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 FIXTURE = REPO / "data_files" / "pref_similarity" / "ultrafeedback_tiny.jsonl"
 

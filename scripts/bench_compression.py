@@ -18,9 +18,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 METHODS = ("per_example_hf_loss", "batched_full_logits", "ours")
 

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common.generation import generate
+from common.models import load_model_and_tokenizer
+from sorrybench.data import load_prompts
+from sorrybench.judges import SorryBenchJudge
 
-from common.generation import generate  # noqa: E402
-from common.models import load_model_and_tokenizer  # noqa: E402
-from sorrybench.data import load_prompts  # noqa: E402
-from sorrybench.judges import SorryBenchJudge  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def timed(fn):

@@ -21,23 +21,21 @@ import argparse
 import datetime
 import pickle
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from common.models import load_model, load_tokenizer  # noqa: E402
-from tds.analysis import token_shifts  # noqa: E402
-from tds.inputs import aligned_prompt_text, encode_text  # noqa: E402
-from tds.storage import TOKEN_STRINGS, TOKEN_TABLE, write_table  # noqa: E402
+from common.models import load_model, load_tokenizer
+from tds.analysis import token_shifts
+from tds.inputs import aligned_prompt_text, encode_text
+from tds.storage import TOKEN_STRINGS, TOKEN_TABLE, write_table
 from tiny.corpus.instructions import instruction_records, plain_prompt
 from tiny.corpus.mixtures import base_corpus_texts
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def bench_inputs(tokenizer, n: int, length: int):

@@ -17,9 +17,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional
 
+import common.results as shared
 from common.cli import exit_on_user_error
 from common.errors import ConfigError, DataError
-from common.tracking import read_json
 from sorrybench.data import SPLITS
 from sorrybench.refusal import format_rate
 
@@ -32,14 +32,12 @@ REPLICATE_FIELDS = {"seed", "experiment_name", "outputs_dir", "use_wandb", "wand
 def find_runs(root: Path) -> list[dict]:
     """One record per finished sorrybench run: model, setting, refusal rates, log-prob changes."""
     runs = []
-    for summary_path in sorted(root.rglob("summary.json")):
-        config_path = summary_path.with_name("config.json")
-        if not config_path.exists():
-            continue
-        config, summary = read_json(config_path), read_json(summary_path)
-        if "use_gold_preferences" not in config or "setting" not in summary:
-            continue  # another study's run, or a dataset summary
-        record = {"run": str(summary_path.parent.relative_to(root)), "model": config["model"],
+    for run in shared.find_runs(root, "sorrybench", legacy=lambda config: "use_gold_preferences" in config).finished:
+        config, summary = run.config, run.summary
+        if "setting" not in summary:
+            raise DataError(f"{run.dir / 'summary.json'}: not a sorrybench run summary (no 'setting'); delete it "
+                            f"to re-run that run")
+        record = {"run": str(run.dir.relative_to(root)), "model": config["model"],
                   "setting": summary["setting"], "pairs": summary.get("num_examples"),
                   "config": {k: v for k, v in config.items() if k not in REPLICATE_FIELDS}}
         for phase in ("before", "after"):
@@ -102,16 +100,11 @@ def format_table(rows: list[dict]) -> str:
         return (f"{format_rate(r[f'{split}_before'])} -> {format_rate(r[f'{split}_after'])}"
                 + ("" if spread is None else f"±{100 * spread:.1f}"))
 
-    width = max([len("model")] + [len(r["model"]) for r in rows])
-    setting_width = max([len("setting")] + [len(r["setting"]) for r in rows])
-    header = (f"{'model':{width}s} {'setting':{setting_width}s} {'runs':>4s} {'pairs':>5s}  {'refusal train: before -> after':>30s}"
-              f"  {'test: before -> after':>28s}  {'dlogp(y+) train':>15s} {'dlogp(y-) train':>15s}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r['model']:{width}s} {r['setting']:{setting_width}s} {r['runs']:>4d} {r['pairs'] or 0:>5.0f}  "
-                     f"{after(r, 'train'):>30s}  {after(r, 'test'):>28s}  "
-                     f"{logp(r, 'preferred_change'):>15s} {logp(r, 'dispreferred_change'):>15s}")
-    return "\n".join(lines)
+    header = ["model", "setting", "runs", "pairs", "refusal train: before -> after", "test: before -> after",
+              "dlogp(y+) train", "dlogp(y-) train"]
+    rows = [[r["model"], r["setting"], r["runs"], f"{r['pairs'] or 0:.0f}", after(r, "train"), after(r, "test"),
+             logp(r, "preferred_change"), logp(r, "dispreferred_change")] for r in rows]
+    return shared.format_table(header, rows, align="llrrrrrr")
 
 
 def plot(rows: list[dict], path: Path) -> None:

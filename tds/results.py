@@ -1,6 +1,7 @@
 """Print the TDS statistics of one or more analysed pairs side by side and write their plots.
 
     python -m tds.results --analysis_dir O [O2 ...] [--plots_dir P] [--top_tokens 15] [--max_position 100]
+    python -m tds.results --experiments_dir DIR [...]   # every finished tds run under DIR
 
 Tables: category ratios per pair (pooled and mean per example, KL both ways), the most frequently
 shifted tokens, shift rate and KL by position bucket, shift rate by relative position. Plots (PNG)
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+import common.results as shared
 from common.cli import exit_on_user_error
 from common.errors import ConfigError
 from common.tracking import read_json, write_json
@@ -35,11 +37,8 @@ class Analysis:
 
 
 def format_table(header: list[str], rows: list[list]) -> str:
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in cells]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
+    """The first column (labels) left-aligned, the numbers right-aligned."""
+    return shared.format_table(header, rows, align="l" + "r" * (len(header) - 1))
 
 
 def pct(x: float) -> str:
@@ -150,6 +149,16 @@ def plot_all(analyses: list[Analysis], plots_dir: Path, *, max_position: int, re
     return written
 
 
+def analysis_dirs(experiments_dir: str | None) -> list[Path]:
+    if experiments_dir is None:
+        return []
+    found = shared.find_runs(experiments_dir, "tds", legacy=lambda config: "aligned_model" in config)
+    if not found.finished:
+        raise ConfigError(f"{experiments_dir}: no finished tds run (config.json and summary.json) found"
+                          + (f"; {len(found.unfinished)} unfinished" if found.unfinished else ""))
+    return [run.dir for run in found.finished]
+
+
 def default_plots_dir(dirs: list[Path]) -> Path:
     return dirs[0] if len(dirs) == 1 else dirs[0].parent / "tds_comparison"
 
@@ -157,7 +166,8 @@ def default_plots_dir(dirs: list[Path]) -> Path:
 @exit_on_user_error
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tds.results", description=__doc__.splitlines()[0])
-    parser.add_argument("--analysis_dir", nargs="+", required=True, help="finished python -m tds run directories")
+    parser.add_argument("--analysis_dir", nargs="+", default=[], help="finished python -m tds run directories")
+    parser.add_argument("--experiments_dir", help="or: every finished tds run under this directory")
     parser.add_argument("--plots_dir", default=None)
     parser.add_argument("--top_tokens", type=int, default=15)
     parser.add_argument("--max_position", type=int, default=100, help="x range of the by-position plots")
@@ -167,7 +177,9 @@ def main(argv=None) -> None:
         if getattr(args, flag) < 1:
             raise ConfigError(f"--{flag}: expected a value >= 1, got {getattr(args, flag)}")
 
-    analyses = [Analysis(d) for d in args.analysis_dir]
+    analyses = [Analysis(d) for d in args.analysis_dir + analysis_dirs(args.experiments_dir)]
+    if not analyses:
+        raise ConfigError("give --analysis_dir DIR [DIR ...] or --experiments_dir DIR")
     plots_dir = Path(args.plots_dir) if args.plots_dir else default_plots_dir([a.dir for a in analyses])
     text, summaries = pairs_table(analyses)
     print("Token distribution shift (share of response positions)\n" + text)

@@ -130,6 +130,22 @@ def test_changed_config_is_an_error_unless_forced(tmp_path):
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["lr"] == 0.5
 
 
+def test_config_json_names_the_study_and_older_runs_without_it_stay_finished(tmp_path):
+    calls = []
+    p = write_plan(tmp_path, plan({"outputs_dir": str(tmp_path), "experiment_name": "a"}))
+    run_plan(p, ToyConfig, lambda c, d: calls.append(1) or {})
+    stored = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert stored["study"] == "tests"  # the package of ToyConfig
+    del stored["study"]  # a run written before config.json named its study
+    (tmp_path / "a" / "config.json").write_text(json.dumps(stored))
+    runs = run_plan(p, ToyConfig, lambda c, d: calls.append(2) or {})
+    assert calls == [1] and run_status(runs[0]) == "finished"
+    stored["study"] = "elasticity"  # another study's run in this directory
+    (tmp_path / "a" / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match=r'different config \(study: "elasticity" -> "tests"\)'):
+        run_plan(p, ToyConfig, lambda c, d: {})
+
+
 def test_dry_run_lists_runs_without_running(tmp_path, capsys):
     p = write_plan(tmp_path, plan({"outputs_dir": str(tmp_path), "experiment_name": "d{seed}"}, {"seed": [0, 1]}))
     run_plan(p, ToyConfig, lambda c, d: pytest.fail("dry run ran"), dry_run=True)

@@ -5,10 +5,10 @@ import pytest
 
 from common.plans import run_plan
 from common.tracking import read_json, read_jsonl
-from elasticity.__main__ import run
 from elasticity.config import ElasticityConfig
 from elasticity.datasets import load_splits
 from elasticity.rebound import rebound_fraction, threshold_crossing
+from elasticity.run import run
 from tests.elasticity.conftest import SOURCES, KeywordSentiment, write_plan
 from tiny.corpus.reviews import sentiment_score
 

@@ -4,11 +4,11 @@ import pytest
 from common.models import load_model_and_tokenizer
 from common.plans import run_plan
 from common.tracking import read_json, read_jsonl
-from elasticity.__main__ import run
 from elasticity.compression import compression_rate
 from elasticity.config import ElasticityConfig
 from elasticity.datasets import load_examples
 from elasticity.resistance import make_slices
+from elasticity.run import run
 from tests.elasticity.conftest import SOURCES, write_plan
 
 NUM_GENERATED, HELD = 10, 3

@@ -107,7 +107,7 @@ def test_runs_named_after_hub_ids_get_their_own_plots(tmp_path):
 
 
 @pytest.mark.parametrize("summary_text, args, message", [
-    ("{bad", [], "summary.json: unreadable"),
+    ("{bad", [], "summary.json: invalid JSON"),
     ('{"status": "finished"}', [], "summary.json: not an elasticity rebound summary (no 'dataset', 'curves'"),
     (None, ["--kl_epsilon", "-1"], "--kl_epsilon: expected a number > 0, got -1.0"),
     (None, ["--kl_epsilon", "0"], "--kl_epsilon: expected a number > 0, got 0.0"),

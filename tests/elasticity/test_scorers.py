@@ -9,8 +9,8 @@ from common.generation import make_scorer
 from common.models import load_tokenizer
 from common.plans import run_plan
 from common.tracking import read_json
-from elasticity.__main__ import run
 from elasticity.config import ElasticityConfig
+from elasticity.run import run
 from tests.elasticity.conftest import SOURCES, write_plan
 
 POSITIVE_REVIEW = "What a wonderful film! The acting was brilliant. I loved this movie."

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from common.plans import expand_plan, load_plan
-from pref_similarity.train_on_quantile import QuantileRunConfig
+from pref_similarity.config import QuantileRunConfig
 
 PLANS = sorted((Path(__file__).resolve().parents[2] / "pref_similarity" / "experiments_plans").glob("*.json"))
 

@@ -13,8 +13,9 @@ from common.models import load_model_and_tokenizer
 from common.plans import run_plan
 from common.tracking import read_json, read_jsonl
 from sorrybench import create_dataset, evaluate_refusal, results
+from sorrybench.config import SorryBenchConfig
 from sorrybench.fixtures import OUTPUT_DIR
-from sorrybench.runner import SorryBenchConfig, run
+from sorrybench.run import run
 
 NUM_PROMPTS = 40  # -> 34 train / 6 test pairs
 

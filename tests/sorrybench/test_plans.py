@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from common.plans import expand_plan, load_plan
-from sorrybench.runner import SorryBenchConfig, setting_name
+from sorrybench.config import SorryBenchConfig
+from sorrybench.run import setting_name
 
 PLANS = Path(__file__).resolve().parents[2] / "sorrybench" / "experiments_plans"
 

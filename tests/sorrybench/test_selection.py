@@ -7,7 +7,8 @@ from ches.similarity_file import append_rows
 from common.config import from_dict
 from common.data import PreferenceExample
 from common.errors import ConfigError, DataError
-from sorrybench.runner import SorryBenchConfig, lowest_by_measure, select_train, setting_name
+from sorrybench.config import SorryBenchConfig
+from sorrybench.run import lowest_by_measure, select_train, setting_name
 
 
 def examples(indices):

@@ -69,6 +69,19 @@ def test_results_cli_prints_tables_and_writes_plots(hand_analysis_dir, tmp_path,
         assert (tmp_path / "plots" / name).stat().st_size > 0
 
 
+def test_results_cli_finds_the_finished_runs_under_experiments_dir(hand_analysis_dir, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for name, finished in (("pair_a", True), ("pair_b", False)):
+        (runs / name).mkdir(parents=True)
+        for f in hand_analysis_dir.iterdir():
+            (runs / name / f.name).write_bytes(f.read_bytes())
+        if finished:
+            (runs / name / "summary.json").write_text('{"status": "finished"}')
+    results_main(["--experiments_dir", str(runs), "--plots_dir", str(tmp_path / "plots"), "--max_position", "4"])
+    out = capsys.readouterr().out
+    assert "pair_a" in out and "pair_b" not in out and "42.9%" in out
+
+
 def test_results_cli_missing_dir_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         results_main(["--analysis_dir", str(tmp_path / "nope")])

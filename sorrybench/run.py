@@ -11,59 +11,18 @@ Before and after training it measures the refusal rate on the train and test pro
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Sequence
 
-from ches.similarity_file import MEASURES, measure_values, read_similarities
-from common.config import FieldError, TrainConfig, option
+from ches.similarity_file import measure_values, read_similarities
 from common.data import PreferenceExample, subsample, tokenize_rows
 from common.distributed import process_state
-from common.errors import ConfigError, DataError
+from common.errors import DataError
 from common.tracking import logger, write_json
 from common.trainer import train_examples
+from sorrybench.config import SorryBenchConfig
 from sorrybench.data import read_preference_split, split_prompts
-from sorrybench.judges import check_scorer_spec
 from sorrybench.refusal import RefusalEvaluation, SamplingSettings
-
-
-@dataclass
-class SorryBenchConfig(TrainConfig):
-    lr: float = option(5e-6, min=0.0, help="learning rate (paper: 5e-6; 1e-6 for gold preferences)")
-    max_length: int = option(2048, min=2, help="prompt+response tokens; longer pairs are dropped (logged)")
-    dataset_path: str = option("", help="directory from sorrybench.create_dataset (train.jsonl, test.jsonl, gold_*)")
-    use_gold_preferences: bool = option(False, help="train on gold_train.jsonl (human judgments)")
-    similarity_path: str = option("", help="preference-similarity file (or its directory) of train.jsonl; "
-                                           "with it, train on the num_samples examples with the lowest measure")
-    similarity_measure: str = option("ln_ches", choices=list(MEASURES))
-    num_samples: int = option(-1, help="lowest-similarity k with similarity_path, else a seeded random subset; "
-                                       "-1 = all")
-    samples_seed: int = option(0, help="seed of the random subset (without similarity_path)")
-    use_chat_template: Optional[bool] = option(None, help="null = use it when the tokenizer has one")
-    judge: Union[str, dict] = option("sorrybench_judge", help="refusal judge: scorer name or {\"type\": ..., ...}; "
-                                                              "keyword_refusal is the offline stand-in")
-    refusal_eval: bool = option(True, help="measure refusal rates before and after training")
-    refusal_temperature: float = option(0.7, min=0.0)
-    refusal_top_p: float = option(1.0, min=0.0, max=1.0, min_exclusive=True)
-    refusal_max_new_tokens: int = option(512, min=1)
-    refusal_batch_size: int = option(16, min=1)
-    refusal_max_prompts: int = option(-1, help="first N prompts per split for refusal rates; -1 = all")
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.model:
-            raise FieldError("model", "required: a hub id or a local path")
-        if not self.dataset_path:
-            raise FieldError("dataset_path", "required: the directory written by python -m sorrybench.create_dataset")
-        if self.similarity_path and self.num_samples <= 0:
-            raise FieldError("num_samples", "with similarity_path, give how many lowest-similarity examples to keep "
-                                            "(the paper keeps 5%: 19 of 382)")
-        if self.similarity_path and self.use_gold_preferences:
-            raise FieldError("similarity_path", "the similarity file indexes train.jsonl, not gold_train.jsonl")
-        try:
-            check_scorer_spec(self.judge)
-        except ConfigError as e:  # name the field in the message
-            raise FieldError("judge", str(e)) from None
 
 
 def setting_name(config: SorryBenchConfig) -> str:

@@ -13,9 +13,10 @@ from common.errors import DataError
 from common.models import load_model
 from common.tracking import read_json, read_jsonl
 from pref_similarity.__main__ import main as plan_main
+from pref_similarity.config import QuantileRunConfig
 from pref_similarity.preference_sets import load_preference_set, tokenize_examples
 from pref_similarity.results import main as results_main
-from pref_similarity.train_on_quantile import QuantileRunConfig, run
+from pref_similarity.run import run
 from tests.pref_similarity.conftest import ALPACA_FARM, PLAIN, REPO
 
 K = 8
