@@ -9,6 +9,7 @@ import sys
 # that `alab --help` imports nothing heavy and the launcher depends on no study.
 COMMANDS = (
     ("train_preferences", "generic preference / SFT training on your preference set (plan)"),
+    ("train_preferences.results", "generic runs: loss, log-prob changes, reward accuracy"),
     ("persona_experiments", "Persona single-prompt likelihood displacement (plan)"),
     ("persona_experiments.results", "Persona results tables and plots"),
     ("pref_similarity", "preference-similarity quantile DPO runs (plan)"),

@@ -22,7 +22,7 @@ def test_alab_lists_every_study_and_runs_a_command_outside_the_repository(tmp_pa
     listing = alab("--help", cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
     commands = {line.split()[0] for line in listing.stdout.splitlines() if line.startswith("  ")}
-    for study in ("persona_experiments", "pref_similarity", "sorrybench", "tds", "elasticity"):
+    for study in ("train_preferences", "persona_experiments", "pref_similarity", "sorrybench", "tds", "elasticity"):
         assert {study, f"{study}.results"} <= commands
     helped = alab("persona_experiments", "--help", cwd=tmp_path)  # imports the installed package, not the cwd
     assert helped.returncode == 0 and "--plan_config_path" in helped.stdout, helped.stderr
