@@ -8,7 +8,7 @@ import pytest
 
 from common.errors import ConfigError
 from common.plans import expand_plan
-from elasticity.config import ElasticityConfig
+from elasticity.__main__ import PlanConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def plan(tmp_path, **base):
 ])
 def test_config_errors_name_the_field(tmp_path, base, message):
     with pytest.raises(ConfigError, match=message):
-        expand_plan(plan(tmp_path, **base), ElasticityConfig)
+        expand_plan(plan(tmp_path, **base), PlanConfig)
 
 
 def test_command_line_errors_are_one_line_with_status_2(tmp_path):
