@@ -208,6 +208,37 @@ def check_known_keys(keys, cls: type, where: Mapping[str, str] | str) -> None:
             raise ConfigError(f"{location}: unknown key {key!r}{did_you_mean(key, known)}")
 
 
+def _location(where: Mapping[str, str] | str, key: str) -> str:
+    return where.get(key, key) if isinstance(where, Mapping) else f"{where}.{key}"
+
+
+def run_config_class(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | str = "config") -> type:
+    """The config class that builds a run from `values`, whose keys are checked against it.
+
+    `cls` itself, unless it dispatches: a study whose runs are of several kinds gives the class it
+    expands plans with a classmethod `run_classes() -> (field, {value: config class})`, and the run's
+    value of `field` (`cls`'s default when absent) picks the class. A key that only other kinds use is
+    then an error naming the run's kind, e.g. `...kl_epsilon: not a field of experiment "classifier"
+    (only of "rebound")`.
+    """
+    if not hasattr(cls, "run_classes"):
+        check_known_keys(values, cls, where)
+        return cls
+    field, classes = cls.run_classes()
+    value = values.get(field, config_fields(cls)[field].default)
+    if value not in classes:
+        raise ConfigError(f"{_location(where, field)}: {_describe(value)} is not one of "
+                          f"{', '.join(_describe(v) for v in classes)}{did_you_mean(str(value), classes)}")
+    chosen = classes[value]
+    for key in values:
+        users = [_describe(v) for v, c in classes.items() if key in config_fields(c)]
+        if key not in config_fields(chosen) and users:
+            raise ConfigError(f"{_location(where, key)}: not a field of {field} {_describe(value)} "
+                              f"(only of {', '.join(users)}); remove it or change {field}")
+    check_known_keys(values, chosen, where)
+    return chosen
+
+
 def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | str = "config"):
     """Build a `cls` instance from plain JSON values, checking keys, types and ranges.
 
@@ -259,11 +290,23 @@ def to_dict(config) -> dict:
 
 
 def describe_fields(cls: type) -> str:
-    """One line per field: name, type, default and help (used by `--help_config`)."""
+    """One line per field: name, type, default and help (used by `--help_config`); for a dispatching
+    class (`run_classes`, see run_config_class) then each run class's own fields."""
+    lines = _field_lines(cls, config_fields(cls))
+    if hasattr(cls, "run_classes"):
+        field, classes = cls.run_classes()
+        for value, run_cls in classes.items():
+            lines.append(f"{field} {_describe(value)} ({run_cls.__name__}) adds:")
+            lines += _field_lines(run_cls, [n for n in config_fields(run_cls) if n not in config_fields(cls)])
+    return "\n".join(lines)
+
+
+def _field_lines(cls: type, names) -> list[str]:
     hints = typing.get_type_hints(cls)
     lines = []
-    for name, f in config_fields(cls).items():
+    for name in names:
+        f = config_fields(cls)[name]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         lines.append(f"  {name}: {_type_name(hints[name])} = {json.dumps(default)}  {f.metadata.get('help', '')}")
-    return "\n".join(lines)
+    return lines

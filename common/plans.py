@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from common.config import check_known_keys, did_you_mean, from_dict, to_dict
+from common.config import did_you_mean, from_dict, run_config_class, to_dict
 from common.distributed import process_state
 from common.errors import ConfigError
 from common.tracking import attach_run_log, logger, read_json, write_json
@@ -99,7 +99,6 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
     if not isinstance(configurations, list) or not configurations:
         raise ConfigError(f"{plan_name}: configurations: expected a non-empty list of objects")
 
-    defaults = {f.name: getattr(config_cls(), f.name) for f in dataclasses.fields(config_cls)}
     runs: list[PlannedRun] = []
     for ci, configuration in enumerate(configurations):
         where = f"{plan_name}: configurations[{ci}]"
@@ -114,8 +113,8 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
             raise ConfigError(f"{where}.base_config: expected an object")
         if not isinstance(options, dict):
             raise ConfigError(f"{where}.options: expected an object mapping fields to lists of values")
-        check_known_keys(base, config_cls, f"{where}.base_config")
-        check_known_keys(options, config_cls, f"{where}.options")
+        key_origins = {**{k: f"{where}.options.{k}" for k in options},
+                       **{k: f"{where}.base_config.{k}" for k in base}}
         for key, values in options.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{where}.options.{key}: expected a non-empty list of values, "
@@ -123,7 +122,9 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
 
         keys = list(options)
         for choice in itertools.product(*(range(len(options[k])) for k in keys)):
-            values = {**defaults, **base}
+            chosen = {**base, **{key: options[key][i] for key, i in zip(keys, choice)}}
+            run_cls = run_config_class(config_cls, chosen, key_origins)  # the class of this run, keys checked
+            values = {**{f.name: getattr(run_cls(), f.name) for f in dataclasses.fields(run_cls)}, **base}
             origins = {k: f"{where}.base_config.{k}" for k in base}
             for key, i in zip(keys, choice):
                 values[key] = options[key][i]
@@ -135,7 +136,7 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
                     if "{repetition}" not in str(values["experiment_name"]):
                         rep_values["experiment_name"] = f"{values['experiment_name']}_rep{rep}"
                 filled = _fill_templates(rep_values, origins, {"repetition": rep})
-                config = from_dict(config_cls, filled, {k: origins.get(k, f"{where}.{k}") for k in filled})
+                config = from_dict(run_cls, filled, {k: origins.get(k, f"{where}.{k}") for k in filled})
                 label = ", ".join(f"{k}={json.dumps(options[k][i])}" for k, i in zip(keys, choice))
                 origin = f"configurations[{ci}]" + (f" ({label})" if label else "")
                 if repetitions > 1:

@@ -193,3 +193,46 @@ def test_a_run_that_failed_during_setup_is_replaced_by_the_corrected_plan(tmp_pa
     run_plan(write_plan(tmp_path, plan({**base, "tokens": ["Yes"]})), ToyConfig, lambda c, d: {"ok": 1})
     assert json.loads((tmp_path / "a" / "config.json").read_text())["tokens"] == ["Yes"]
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["ok"] == 1
+
+
+@dataclass
+class KindConfig(RunConfig):
+    """A dispatching config: `kind` picks each run's class (common.config.run_config_class)."""
+
+    kind: str = option("small")
+
+    @classmethod
+    def run_classes(cls):
+        return "kind", {"small": SmallRun, "large": LargeRun}
+
+
+@dataclass
+class SmallRun(RunConfig):
+    kind: str = option("small", choices=["small"])
+    width: int = option(8)
+
+
+@dataclass
+class LargeRun(RunConfig):
+    kind: str = option("large", choices=["large"])
+    width: int = option(64)
+    depth: int = option(4)
+
+
+def test_a_dispatching_config_builds_each_run_as_the_class_its_field_picks():
+    runs = expand_plan(plan({"experiment_name": "{kind}_{width}"}, {"kind": ["small", "large"]}), KindConfig)
+    assert [(type(r.config), r.config.experiment_name) for r in runs] == [(SmallRun, "small_8"), (LargeRun, "large_64")]
+    assert type(expand_plan(plan({"depth": 2, "kind": "large"}), KindConfig)[0].config) is LargeRun
+
+
+@pytest.mark.parametrize("p, message", [
+    (plan({"depth": 2}), "configurations[0].base_config.depth: not a field of kind \"small\" "
+                         "(only of \"large\"); remove it or change kind"),
+    (plan({"widht": 2}), "configurations[0].base_config.widht: unknown key 'widht'; did you mean 'width'?"),
+    (plan(options={"kind": ["small", "lage"]}), "configurations[0].options.kind: \"lage\" is not one of "
+                                                "\"small\", \"large\"; did you mean 'large'?"),
+])
+def test_a_dispatching_config_names_the_kind_in_key_errors(p, message):
+    with pytest.raises(ConfigError) as e:
+        expand_plan(p, KindConfig)
+    assert message in str(e.value)

@@ -8,7 +8,7 @@ import pytest
 
 from common.errors import ConfigError
 from common.plans import expand_plan
-from elasticity.config import ElasticityConfig
+from elasticity.run import PlanConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,25 @@ def plan(tmp_path, **base):
 ])
 def test_config_errors_name_the_field(tmp_path, base, message):
     with pytest.raises(ConfigError, match=message):
-        expand_plan(plan(tmp_path, **base), ElasticityConfig)
+        expand_plan(plan(tmp_path, **base), PlanConfig)
+
+
+@pytest.mark.parametrize("base, message", [
+    ({"experiment": "classifier", "dataset": "imdb", "kl_epsilon": 0.1},
+     "configurations[0].base_config.kl_epsilon: not a field of experiment \"classifier\" (only of \"rebound\")"),
+    ({"experiment": "classifier", "dataset": "imdb", "pretrain_tokens": 100},
+     "base_config.pretrain_tokens: not a field of experiment \"classifier\" (only of \"resistance\", \"rebound\")"),
+    ({"experiment": "rebound", "dataset": "imdb", "scorer": {"type": "x"}, "dataset_polarity": "positive"},
+     "dataset_polarity: not a field of experiment \"rebound\" (only of \"classifier\", \"resistance\")"),
+    ({"num_test_prompts": 10}, "num_test_prompts: not a field of experiment \"resistance\" (only of \"rebound\")"),
+    ({"experiment": "rebound", "kl_epsilom": 0.1}, "kl_epsilom: unknown key 'kl_epsilom'; did you mean 'kl_epsilon'?"),
+    ({"experiment": "rebund"}, "experiment: \"rebund\" is not one of \"classifier\", \"resistance\", \"rebound\"; "
+                               "did you mean 'rebound'?"),
+])
+def test_a_field_the_runs_stage_does_not_use_is_an_error_naming_the_stage(tmp_path, base, message):
+    with pytest.raises(ConfigError) as e:
+        expand_plan(plan(tmp_path, **base), PlanConfig)
+    assert message in str(e.value)
 
 
 def test_command_line_errors_are_one_line_with_status_2(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from common.config import to_dict
 from common.plans import expand_plan, load_plan
-from elasticity.config import ElasticityConfig
+from elasticity.run import PlanConfig
 from tiny.build import DEFAULT_OUT_DIR, TinyBuildConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -15,7 +15,7 @@ TINY_BASE = str((DEFAULT_OUT_DIR / "tiny-base").relative_to(REPO))  # outputs/ti
 
 def runs_of(name):
     path = PLANS / name
-    return expand_plan(load_plan(path), ElasticityConfig, str(path))
+    return expand_plan(load_plan(path), PlanConfig, str(path))
 
 
 @pytest.mark.parametrize("name", ["resistance_tiny.json", "rebound_tiny.json", "factors_tiny.json"])
@@ -33,7 +33,7 @@ def test_tiny_factor_plan_shares_the_classifier_and_labels_tiny_base():
     rebound = {r.config.experiment_name: r.config for r in runs_of("rebound_tiny.json")}
     # Same config, same run directory: the second plan skips the classifier the first one trained.
     assert to_dict(factors[0].config) == to_dict(rebound["classifier_imdb"])
-    [tiny_base] = [r.config for r in factors if not r.config.pretrain_tokens and r.config.experiment == "rebound"]
+    [tiny_base] = [r.config for r in factors if r.config.experiment == "rebound" and not r.config.pretrain_tokens]
     assert tiny_base.pretraining_tokens_label == TinyBuildConfig().pretrain_tokens
 
 

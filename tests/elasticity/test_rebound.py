@@ -5,10 +5,10 @@ import pytest
 
 from common.plans import run_plan
 from common.tracking import read_json, read_jsonl
-from elasticity.config import ElasticityConfig
+from elasticity.config import ReboundConfig
 from elasticity.datasets import load_splits
 from elasticity.rebound import rebound_fraction, threshold_crossing
-from elasticity.run import run
+from elasticity.run import PlanConfig, run
 from tests.elasticity.conftest import SOURCES, KeywordSentiment, write_plan
 from tiny.corpus.reviews import sentiment_score
 
@@ -25,7 +25,7 @@ def rebound_run(tiny_base, tmp_path_factory):
               "max_new_tokens": 12, "num_compression_examples": 6, "keep_models": False, "kl_epsilon": 0.05,
               "prompt_prefix": "Review: "}
     KeywordSentiment.prompts_seen.clear()
-    run_plan(write_plan(out / "plan.json", config), ElasticityConfig, run)
+    run_plan(write_plan(out / "plan.json", config), PlanConfig, run)
     (out / "scorer_prompts.json").write_text(json.dumps(KeywordSentiment.prompts_seen))
     return out / "reb"
 
@@ -71,7 +71,7 @@ def test_scorer_reads_the_dataset_prompt_without_the_prompt_template(rebound_run
     # The model answers "Review: <first words>"; a scorer with its own template (the BeaverTails cost model's
     # "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}") must get the bare prompt, not the
     # formatted one, or it would read the template twice. 1 base + 2 positive + 4 negative stages, 6 prompts each.
-    config = ElasticityConfig(**read_json(rebound_run / "config.json"))
+    config = ReboundConfig(**read_json(rebound_run / "config.json"))
     questions = [e.prompt for e in load_splits(config).heldout[:6]]
     seen = json.loads((rebound_run.parent / "scorer_prompts.json").read_text())
     assert seen == questions * 7 and not any(q.startswith("Review: ") for q in questions)

@@ -5,10 +5,9 @@ from common.models import load_model_and_tokenizer
 from common.plans import run_plan
 from common.tracking import read_json, read_jsonl
 from elasticity.compression import compression_rate
-from elasticity.config import ElasticityConfig
 from elasticity.datasets import load_examples
 from elasticity.resistance import make_slices
-from elasticity.run import run
+from elasticity.run import PlanConfig, run
 from tests.elasticity.conftest import SOURCES, write_plan
 
 NUM_GENERATED, HELD = 10, 3
@@ -24,7 +23,7 @@ def resistance_run(tiny_base, tmp_path_factory):
               "num_generation_prompts": NUM_GENERATED, "num_generation_heldout": HELD, "max_new_tokens": 12,
               "num_compression_examples": 6, "eval_batch_size": 8}
     plan = write_plan(out / "plan.json", config)
-    run_plan(plan, ElasticityConfig, run)
+    run_plan(plan, PlanConfig, run)
     return out / "res", plan
 
 
@@ -78,12 +77,12 @@ def test_rerun_skips_and_a_missing_stage_is_redone(resistance_run):
     run_dir, plan = resistance_run
     stage = run_dir / "pairs" / "theta2_to_theta3"
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("summary.json")}
-    run_plan(plan, ElasticityConfig, run)  # finished: nothing runs
+    run_plan(plan, PlanConfig, run)  # finished: nothing runs
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("summary.json")} == before
     (stage / "summary.json").unlink()
     (run_dir / "summary.json").unlink()
     (stage / "metrics.jsonl").unlink()
-    run_plan(plan, ElasticityConfig, run)
+    run_plan(plan, PlanConfig, run)
     after = {p: p.stat().st_mtime_ns for p in run_dir.rglob("summary.json")}
     changed = {p.relative_to(run_dir) for p in after if after[p] != before.get(p)}
     assert {str(p) for p in changed} == {"summary.json", "pairs/theta2_to_theta3/summary.json"}

@@ -9,8 +9,8 @@ from common.generation import make_scorer
 from common.models import load_tokenizer
 from common.plans import run_plan
 from common.tracking import read_json
-from elasticity.config import ElasticityConfig
-from elasticity.run import run
+from elasticity.config import ReboundConfig
+from elasticity.run import PlanConfig, run
 from tests.elasticity.conftest import SOURCES, write_plan
 
 POSITIVE_REVIEW = "What a wonderful film! The acting was brilliant. I loved this movie."
@@ -21,7 +21,7 @@ def test_tiny_classifier_plugs_in_as_hf_classifier(tiny_base, tmp_path):
     config = {"experiment": "classifier", "model": tiny_base, "outputs_dir": str(tmp_path), "experiment_name": "clf",
               "dataset": "imdb", "data_sources": SOURCES, "lr": 1e-3, "batch_size": 16, "max_steps": 15,
               "max_length": 256, "num_heldout": 40}
-    run_plan(write_plan(tmp_path / "plan.json", config), ElasticityConfig, run)
+    run_plan(write_plan(tmp_path / "plan.json", config), PlanConfig, run)
     summary = read_json(tmp_path / "clf" / "summary.json")
     assert summary["labels"] == ["NEGATIVE", "POSITIVE"] and summary["num_heldout"] == 40
     assert summary["heldout_accuracy"] >= 0.9
@@ -66,8 +66,8 @@ def test_hf_reward_refuses_a_head_it_would_initialise_randomly(reward_model):
 def test_scorer_spec_fills_config_fields_and_keeps_the_scorers_own_placeholders():
     from elasticity.stages import scorer_spec
 
-    config = ElasticityConfig(model="m", outputs_dir="out", experiment="rebound", dataset="imdb",
-                              scorer={"type": "hf_reward", "model": "{outputs_dir}/classifier_{dataset}/model",
-                                      "template": "{prompt} ASSISTANT:{response}", "num_labels": 1})
+    config = ReboundConfig(model="m", outputs_dir="out", experiment="rebound", dataset="imdb",
+                          scorer={"type": "hf_reward", "model": "{outputs_dir}/classifier_{dataset}/model",
+                                  "template": "{prompt} ASSISTANT:{response}", "num_labels": 1})
     assert scorer_spec(config) == {"type": "hf_reward", "model": "out/classifier_imdb/model",
                                    "template": "{prompt} ASSISTANT:{response}", "num_labels": 1}

@@ -9,7 +9,7 @@ import pytest
 from common.models import load_model_and_tokenizer
 from common.tracking import read_json
 from elasticity.compression import compression_rate
-from elasticity.config import ElasticityConfig
+from elasticity.config import ReboundConfig
 from elasticity.datasets import evaluation_rows
 from tests.elasticity.conftest import SOURCES, write_plan
 
@@ -32,7 +32,7 @@ def test_rebound_under_torchrun_matches_one_process_numbers(tiny_base, tmp_path)
     positive = read_json(tmp_path / "reb" / "positive_8" / "summary.json")
     # The step-0 compression of the pre-training text, summed over two shards, equals one process's number.
     model, tokenizer = load_model_and_tokenizer(tiny_base)
-    rows = evaluation_rows(ElasticityConfig(**config), "text")
+    rows = evaluation_rows(ReboundConfig(**config), "text")
     expected = compression_rate(model, tokenizer, [r.response for r in rows])
     assert positive["compression"]["text"]["initial"]["bits_per_token"] == pytest.approx(expected.bits_per_token,
                                                                                            rel=1e-5)
