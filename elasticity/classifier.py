@@ -35,14 +35,12 @@ def accuracy(model, tokenizer, texts: list[str], labels: list[int], batch_size: 
 
 
 def run_classifier(config, run_dir: Path) -> dict:
-    from accelerate.utils import set_seed
     from transformers import AutoModelForSequenceClassification
 
     state = process_state()
     if not state.is_main_process:  # a few CPU minutes at most: one process trains, the others wait
         state.wait_for_everyone()
         return {}
-    set_seed(config.seed)
     splits = load_splits(config)
     train = with_label(splits.train, config.dataset_polarity)
     kind = DATASETS[config.dataset]

@@ -53,6 +53,11 @@ def remove_model(stage_dir: Path) -> None:
 
 
 def load(config, path: str):
+    """The stage's model to train. Seeded first, so that its LoRA initialisation is the same whether the
+    run went through the earlier stages or resumed after them."""
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)
     model, tokenizer = load_for_training(config, path)
     if not config.device_map:
         model.to(process_state().device)
@@ -122,9 +127,6 @@ def train_sft(config, stage_dir: Path, model, tokenizer, examples: Sequence[Pref
               save: bool = False) -> dict:
     """SFT (cross-entropy on the responses) with the shared trainer; compression rates of every set
     before, during (eval_every_steps) and after training; the model saved to stage_dir/model if `save`."""
-    from accelerate.utils import set_seed
-
-    set_seed(config.seed)
     stage_config = dataclasses.replace(config, save_model=save)
     trainer = Trainer(stage_config, model, tokenizer, examples, stage_dir,
                       callbacks=[CompressionCallback(compression, config.eval_batch_size), TokenLossCallback(),

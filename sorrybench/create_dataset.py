@@ -24,7 +24,7 @@ import torch
 from common.cli import exit_on_user_error
 from common.errors import ConfigError
 from common.generation import generate, make_scorer
-from common.models import free_memory
+from common.models import free_memory, load_for_inference
 from common.tracking import logger, read_json, setup_console_logging, write_json, write_jsonl
 from sorrybench.data import (
     GOLD_PREFIX,
@@ -36,7 +36,6 @@ from sorrybench.data import (
     model_dir_name,
     read_preference_split,
 )
-from sorrybench.devices import load_on_device
 from sorrybench.judges import DEFAULT_JUDGE, check_scorer_spec
 from sorrybench.preferences import build_preferences, gold_preferences, split_rows
 from sorrybench.refusal import check_sampling_args
@@ -99,8 +98,8 @@ def check_args(args) -> Path:
 
 def sample_pairs(args, prompts: list[dict]) -> tuple[list[str], list[str]]:
     """Two samples per prompt, in one batched, seeded generate call."""
-    model, tokenizer = load_on_device(args.model, dtype=args.dtype, device=args.device,
-                                      trust_remote_code=args.trust_remote_code)
+    model, tokenizer = load_for_inference(args.model, dtype=args.dtype, device=args.device,
+                                          trust_remote_code=args.trust_remote_code)
     texts = [p["prompt"] for p in prompts]
     logger.info(f"sampling 2 x {len(texts)} responses from {args.model}")
     responses = generate(model, tokenizer, texts + texts, max_new_tokens=args.max_new_tokens,

@@ -19,10 +19,9 @@ import torch
 
 from common.cli import exit_on_user_error
 from common.generation import make_scorer
-from common.models import free_memory
+from common.models import free_memory, load_for_inference
 from common.tracking import logger, setup_console_logging
 from sorrybench.data import model_dir_name, split_prompts
-from sorrybench.devices import load_on_device
 from sorrybench.judges import check_scorer_spec
 from sorrybench.refusal import (
     SamplingSettings,
@@ -58,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def sample_model(name: str, prompts: list[str], settings: SamplingSettings, args) -> list[str]:
-    model, tokenizer = load_on_device(name, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+    model, tokenizer = load_for_inference(name, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
     logger.info(f"{name}: sampling {len(prompts)} responses")
     responses = [r for _, r in sample_responses(model, tokenizer, prompts, settings)]
     del model
