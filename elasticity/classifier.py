@@ -4,7 +4,7 @@ sentiment model (IMDb) and cost model (BeaverTails).
 The backbone is `model` (a causal LM checkpoint such as tiny-base, loaded into
 AutoModelForSequenceClassification with a fresh 2-way head); it is trained with cross-entropy on the
 texts a rebound run will score (IMDb: the review; BeaverTails: the response), saved with
-save_pretrained, and used through `make_scorer({"type": "hf_classifier", "model": <run_dir>/model,
+save_pretrained, and used through `SCORERS.make({"type": "hf_classifier", "model": <run_dir>/model,
 "label": "POSITIVE"})` (or "SAFE").
 """
 from __future__ import annotations

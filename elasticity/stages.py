@@ -13,12 +13,12 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import elasticity.scorers  # noqa: F401  (registers the hf_reward scorer)
 from common.config import to_dict
 from common.data import PreferenceExample
 from common.distributed import process_state
-from common.generation import generate, make_scorer
+from common.generation import generate
 from common.models import load_for_training, save_model
+from common.registry import SCORERS
 from common.tracking import logger, read_json, read_jsonl, write_json, write_jsonl
 from common.trainer import Trainer, TrainerCallback
 from elasticity.compression import CompressionCallback, EncodedTexts, encode_texts
@@ -189,7 +189,7 @@ class LazyScorer:
         if rows is None:
             return None
         if self.scorer is None:
-            self.scorer = make_scorer(scorer_spec(self.config))
+            self.scorer = SCORERS.make(scorer_spec(self.config))
         scores = self.scorer.score(list(prompts), [r["response"] for r in rows])
         for row, score in zip(rows, scores):
             row["score"] = score

@@ -22,10 +22,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sorrybench.judges import SorryBenchJudge  # noqa: E402
+
 from common.generation import generate  # noqa: E402
 from common.models import load_model_and_tokenizer  # noqa: E402
 from sorrybench.data import load_prompts  # noqa: E402
-from sorrybench.judges import SorryBenchJudge  # noqa: E402
 
 
 def timed(fn):

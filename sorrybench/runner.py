@@ -20,10 +20,10 @@ from common.config import FieldError, TrainConfig, option
 from common.data import PreferenceExample, subsample, tokenize_rows
 from common.distributed import process_state
 from common.errors import ConfigError, DataError
+from common.registry import SCORERS
 from common.tracking import logger, write_json
 from common.trainer import train_examples
 from sorrybench.data import read_preference_split, split_prompts
-from sorrybench.judges import check_scorer_spec
 from sorrybench.refusal import RefusalEvaluation, SamplingSettings
 
 
@@ -61,7 +61,7 @@ class SorryBenchConfig(TrainConfig):
         if self.similarity_path and self.use_gold_preferences:
             raise FieldError("similarity_path", "the similarity file indexes train.jsonl, not gold_train.jsonl")
         try:
-            check_scorer_spec(self.judge)
+            SCORERS.check(self.judge)
         except ConfigError as e:  # name the field in the message
             raise FieldError("judge", str(e)) from None
 
