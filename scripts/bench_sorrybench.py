@@ -22,7 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sorrybench.judges import SorryBenchJudge  # noqa: E402
+from common.judges import CausalLMJudge  # noqa: E402
 
 from common.generation import generate  # noqa: E402
 from common.models import load_model_and_tokenizer  # noqa: E402
@@ -47,7 +47,7 @@ def main() -> None:
     prompts = [p["prompt"] for p in load_prompts(str(REPO / "data_files/sorrybench/prompts_sample.jsonl"),
                                                  max_prompts=args.prompts)]
     model, tokenizer = load_model_and_tokenizer(args.model)
-    judge = SorryBenchJudge(model=args.model, device="cpu")
+    judge = CausalLMJudge(model=args.model, device="cpu")
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
           f"{len(prompts)} prompts, {args.max_new_tokens} new tokens")
     print("| stage | batch size | seconds | prompts/s | new tokens/s |\n|---|---|---|---|---|")
