@@ -1,13 +1,20 @@
-"""Preference losses as pure functions of summed sequence log-probabilities.
+"""Preference losses as pure functions of summed sequence log-probabilities, bound once from a config.
 
 Notation (STUDIES.md): logp = summed log-prob of the response tokens; z+ = logp_pi(y+) - logp_ref(y+),
 z- likewise; D = z+ - z-; s = sigmoid; log s(x) is computed as `F.logsigmoid(x)` (stable). Every
 function returns one loss per example; callers average.
 
-`preference_loss` is the single entry point the trainer uses; the per-loss functions below hold the
-formulas so that each can be read and tested on its own.
+The formulas below can be read and tested on their own. `LOSSES` registers each under its
+`objective` name with the inputs it reads; `make_loss(config)` binds a registered loss to the config
+once, passing every parameter of the formula after its two inputs (beta, label_smoothing, ...) from
+the config field of the same name. A new loss with a new hyper-parameter is therefore a formula, one
+`register_loss` line and a config field; the trainer does not change.
 """
 from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -59,9 +66,9 @@ def bco_pair(z_chosen: Tensor, z_rejected: Tensor, beta: float, label_smoothing:
     return -F.logsigmoid(beta * z_chosen) - F.logsigmoid(-beta * z_rejected)
 
 
-def simpo(avg_chosen: Tensor, avg_rejected: Tensor, beta: float, gamma: float = 0.5) -> Tensor:
+def simpo(avg_chosen: Tensor, avg_rejected: Tensor, beta: float, simpo_gamma: float = 0.5) -> Tensor:
     """SimPO (reference-free): -log s(beta (avg_logp(y+) - avg_logp(y-)) - gamma), avg = logp / |y|."""
-    return -F.logsigmoid(beta * (avg_chosen - avg_rejected) - gamma)
+    return -F.logsigmoid(beta * (avg_chosen - avg_rejected) - simpo_gamma)
 
 
 def cross_entropy(policy_chosen_logps: Tensor) -> Tensor:
@@ -69,56 +76,152 @@ def cross_entropy(policy_chosen_logps: Tensor) -> Tensor:
     return -policy_chosen_logps
 
 
-# Losses of the log-ratios z+ and z- (need reference log-probs).
-RATIO_LOSSES = {"dpo": dpo, "ipo": ipo, "hinge": hinge, "robust": robust, "nca_pair": nca_pair,
-                "sppo_hard": sppo_hard, "apo_zero": apo_zero, "bco_pair": bco_pair}
-LOSSES = {*RATIO_LOSSES, "simpo", "cross_entropy"}
-REFERENCE_FREE = {"simpo", "cross_entropy"}
+# ----------------------------------------------------------------------------------------------
+# Inputs: what a formula's first two arguments are, from the policy / reference log-probs
 
 
-def preference_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor | None,
-                    ref_chosen_logps: Tensor | None, ref_rejected_logps: Tensor | None,
-                    loss_type: str = "dpo", beta: float = 0.1, label_smoothing: float = 0.0, *,
-                    sft_coeff: float = 0.0, simpo_gamma: float = 0.5, ipo_length_normalize: bool = False,
-                    chosen_lengths: Tensor | None = None, rejected_lengths: Tensor | None = None,
-                    ) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-example loss and rewards for any loss of `LOSSES`.
+@dataclass
+class PairLogps:
+    """Summed log-probs of a batch, shape (B,); rejected and reference ones may be None."""
 
-    Returns `(losses, chosen_rewards, rejected_rewards)`, each of shape (B,). Rewards are beta*z+ and
-    beta*z- (detached); simpo's are beta*avg_logp, and without reference log-probs they are beta*logp. `sft_coeff` c adds c * (-logp_pi(y+)) to every example's loss.
-    `ipo_length_normalize` (TRL's IPO) divides every log-prob by its response length first;
-    `chosen_lengths`/`rejected_lengths` (token counts) are needed for it and for simpo.
-    """
-    if loss_type not in LOSSES:
-        raise ConfigError(f"unknown loss {loss_type!r}; choose one of {sorted(LOSSES)}")
-    needs_lengths = loss_type == "simpo" or (loss_type == "ipo" and ipo_length_normalize)
-    if needs_lengths and (chosen_lengths is None or rejected_lengths is None):
-        raise ValueError(f"{loss_type} needs chosen_lengths and rejected_lengths")
+    policy_chosen: Tensor
+    policy_rejected: Optional[Tensor]
+    ref_chosen: Optional[Tensor]
+    ref_rejected: Optional[Tensor]
+    chosen_lengths: Optional[Tensor]
+    rejected_lengths: Optional[Tensor]
 
-    sft = cross_entropy(policy_chosen_logps)
-    if loss_type == "cross_entropy":
-        losses = sft
-    elif loss_type == "simpo":
-        avg_chosen = policy_chosen_logps / chosen_lengths
-        avg_rejected = policy_rejected_logps / rejected_lengths
-        losses = simpo(avg_chosen, avg_rejected, beta, simpo_gamma)
-    else:
-        if ref_chosen_logps is None or ref_rejected_logps is None:
-            raise ValueError(f"{loss_type} needs reference log-probs")
-        pc, pr, rc, rr = policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
-        if loss_type == "ipo" and ipo_length_normalize:
-            pc, rc = pc / chosen_lengths, rc / chosen_lengths
-            pr, rr = pr / rejected_lengths, rr / rejected_lengths
-        losses = RATIO_LOSSES[loss_type](pc - rc, pr - rr, beta, label_smoothing)
-    if sft_coeff:
-        losses = losses + sft_coeff * sft
 
-    def rewards(policy: Tensor | None, ref: Tensor | None, lengths: Tensor | None) -> Tensor:
-        if policy is None:
-            return torch.zeros_like(policy_chosen_logps).detach()
-        if loss_type == "simpo":
-            return (beta * policy / lengths).detach()
-        return (beta * (policy - ref if ref is not None else policy)).detach()
+def log_ratios(x: PairLogps, name: str) -> tuple[Tensor, Tensor]:
+    """(z+, z-)."""
+    if x.ref_chosen is None or x.ref_rejected is None:
+        raise ValueError(f"{name} needs reference log-probs")
+    return x.policy_chosen - x.ref_chosen, x.policy_rejected - x.ref_rejected
 
-    return (losses, rewards(policy_chosen_logps, ref_chosen_logps, chosen_lengths),
-            rewards(policy_rejected_logps, ref_rejected_logps, rejected_lengths))
+
+def _lengths(x: PairLogps, name: str) -> tuple[Tensor, Tensor]:
+    if x.chosen_lengths is None or x.rejected_lengths is None:
+        raise ValueError(f"{name} needs chosen_lengths and rejected_lengths")
+    return x.chosen_lengths, x.rejected_lengths
+
+
+def ipo_log_ratios(x: PairLogps, name: str, ipo_length_normalize: bool = False) -> tuple[Tensor, Tensor]:
+    """(z+, z-), divided by the response lengths with `ipo_length_normalize` (TRL's IPO)."""
+    if not ipo_length_normalize:
+        return log_ratios(x, name)
+    chosen_lengths, rejected_lengths = _lengths(x, name)
+    z_chosen, z_rejected = log_ratios(x, name)
+    return z_chosen / chosen_lengths, z_rejected / rejected_lengths
+
+
+def average_logps(x: PairLogps, name: str) -> tuple[Tensor, Tensor]:
+    """(logp(y+) / |y+|, logp(y-) / |y-|), no reference."""
+    chosen_lengths, rejected_lengths = _lengths(x, name)
+    return x.policy_chosen / chosen_lengths, x.policy_rejected / rejected_lengths
+
+
+def chosen_logps(x: PairLogps, name: str) -> tuple[Tensor]:
+    """(logp(y+),): SFT reads neither y- nor a reference."""
+    return (x.policy_chosen,)
+
+
+REFERENCE_FREE_INPUTS = (average_logps, chosen_logps)
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry and binding
+
+
+@dataclass(frozen=True)
+class RegisteredLoss:
+    formula: Callable[..., Tensor]
+    inputs: Callable[..., tuple]
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.inputs not in REFERENCE_FREE_INPUTS
+
+    @property
+    def needs_rejected(self) -> bool:
+        return self.inputs is not chosen_logps
+
+
+LOSSES: dict[str, RegisteredLoss] = {}
+
+
+def register_loss(name: str, formula: Callable[..., Tensor], inputs: Callable[..., tuple] = log_ratios) -> None:
+    """Make `formula` the loss of `objective: name`; `inputs` gives its leading (Tensor) arguments."""
+    if name in LOSSES:
+        raise ValueError(f"loss {name!r} is registered twice: {LOSSES[name].formula.__module__}."
+                         f"{LOSSES[name].formula.__qualname__} and {formula.__module__}.{formula.__qualname__}")
+    LOSSES[name] = RegisteredLoss(formula, inputs)
+
+
+for _name, _formula in {"dpo": dpo, "hinge": hinge, "robust": robust, "nca_pair": nca_pair,
+                        "sppo_hard": sppo_hard, "apo_zero": apo_zero, "bco_pair": bco_pair}.items():
+    register_loss(_name, _formula)
+register_loss("ipo", ipo, ipo_log_ratios)
+register_loss("simpo", simpo, average_logps)
+register_loss("cross_entropy", cross_entropy, chosen_logps)
+
+
+def hyper_parameters(fn: Callable, config, loss_name: str) -> dict:
+    """fn's non-tensor parameters (after `x, name` for an inputs function), each from the config field
+    of the same name; a parameter with a default may be missing from the config."""
+    values = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.name in ("x", "name") or p.annotation in ("Tensor", Tensor):
+            continue
+        if hasattr(config, p.name):
+            values[p.name] = getattr(config, p.name)
+        elif p.default is inspect.Parameter.empty:
+            raise ConfigError(f"loss {loss_name!r} needs the config field {p.name!r}, which "
+                              f"{type(config).__name__} does not have")
+    return values
+
+
+class BoundLoss:
+    """A registered loss with its hyper-parameters read from a config once; see `make_loss`."""
+
+    def __init__(self, name: str, config):
+        if name not in LOSSES:
+            raise ConfigError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+        entry = LOSSES[name]
+        self.name, self.formula, self.inputs = name, entry.formula, entry.inputs
+        self.needs_reference, self.needs_rejected = entry.needs_reference, entry.needs_rejected
+        self.input_kwargs = hyper_parameters(entry.inputs, config, name)
+        self.formula_kwargs = hyper_parameters(entry.formula, config, name)
+        self.beta = getattr(config, "beta", 1.0)
+        self.sft_coeff = getattr(config, "sft_coeff", 0.0)
+
+    def __call__(self, policy_chosen_logps: Tensor, policy_rejected_logps: Optional[Tensor] = None,
+                 ref_chosen_logps: Optional[Tensor] = None, ref_rejected_logps: Optional[Tensor] = None,
+                 chosen_lengths: Optional[Tensor] = None, rejected_lengths: Optional[Tensor] = None,
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+        """`(losses, chosen_rewards, rejected_rewards)`, each of shape (B,).
+
+        Rewards are beta*z+ and beta*z- (detached); a loss on average log-probs (simpo) rewards
+        beta*avg_logp, and without reference log-probs they are beta*logp; zeros without y-.
+        `sft_coeff` c adds c * (-logp_pi(y+)) to every example's loss.
+        """
+        x = PairLogps(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+                      chosen_lengths, rejected_lengths)
+        losses = self.formula(*self.inputs(x, self.name, **self.input_kwargs), **self.formula_kwargs)
+        if self.sft_coeff:
+            losses = losses + self.sft_coeff * cross_entropy(policy_chosen_logps)
+        average = self.inputs is average_logps
+
+        def rewards(policy: Optional[Tensor], ref: Optional[Tensor], lengths: Optional[Tensor]) -> Tensor:
+            if policy is None:
+                return torch.zeros_like(policy_chosen_logps).detach()
+            if average:
+                return (self.beta * policy / lengths).detach()
+            return (self.beta * (policy - ref if ref is not None else policy)).detach()
+
+        return (losses, rewards(policy_chosen_logps, ref_chosen_logps, chosen_lengths),
+                rewards(policy_rejected_logps, ref_rejected_logps, rejected_lengths))
+
+
+def make_loss(config) -> BoundLoss:
+    """The loss of `config.objective`, bound to the config's hyper-parameters (beta, sft_coeff, ...)."""
+    return BoundLoss(config.objective, config)

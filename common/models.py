@@ -74,6 +74,13 @@ def load_for_training(config, name_or_path: Optional[str] = None):
                                     device_map=config.device_map)
 
 
+def load_for_inference(name_or_path: str, *, dtype: str = "float32", device=None, trust_remote_code: bool = False):
+    """A causal LM (eval mode, on `device`; default: cuda when available, else cpu) and its tokenizer,
+    for sampling, judging or scoring. Free it with `del model; free_memory()` before the next loads."""
+    model, tokenizer = load_model_and_tokenizer(name_or_path, dtype=dtype, trust_remote_code=trust_remote_code)
+    return model.to(resolve_device(device)).eval(), tokenizer
+
+
 def resolve_device(device: Optional[str] = None) -> torch.device:
     """The given device, else "cuda" when available, else "cpu"."""
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

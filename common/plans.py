@@ -265,6 +265,9 @@ def execute_run(run: PlannedRun, run_fn: RunFn, *, force: bool = False) -> None:
     handler = attach_run_log(run.run_dir) if state.is_main_process else None
     try:
         logger.info(f"[{run.index}] {'resume' if status == 'partial' else 'run'}: {run.run_dir}  <- {run.origin}")
+        from accelerate.utils import set_seed  # local: accelerate imports torch, plans stay light
+
+        set_seed(run.config.seed)  # every run is seeded from its config (python, numpy, torch)
         summary = run_fn(run.config, run.run_dir) or {}
         if state.is_main_process:
             write_json(run.run_dir / "summary.json", {"status": FINISHED, **summary})

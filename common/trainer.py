@@ -29,7 +29,7 @@ from common.data import PreferenceExample, collate_pairs
 from common.distributed import make_accelerator
 from common.errors import TrainingError
 from common.logprobs import SequenceLogProbs
-from common.losses import REFERENCE_FREE, preference_loss
+from common.losses import make_loss
 from common.models import save_model
 from common.tracking import Tracker, logger, read_json, write_json
 
@@ -116,6 +116,7 @@ class Trainer:
         if not train_set:
             raise TrainingError("the training set is empty")
         self.config = config
+        self.loss = make_loss(config)
         self.tokenizer = tokenizer
         self.train_set = list(train_set)
         self.eval_sets = dict(eval_sets or {})
@@ -195,7 +196,7 @@ class Trainer:
         from safetensors.torch import load_file, save_file
 
         sets = dict(self.eval_sets)
-        if self.config.objective not in REFERENCE_FREE:
+        if self.loss.needs_reference:
             sets[TRAIN] = self.train_set
         path = self.run_dir / REFERENCE_FILE
         cached = load_file(path) if path.exists() else {}
@@ -254,10 +255,8 @@ class Trainer:
 
     def loss_terms(self, indices: list[int]):
         """Per-example losses and rewards of `indices`, and the number of real tokens scored."""
-        cfg = self.config
         examples = [self.train_set[i] for i in indices]
-        with_rejected = cfg.objective != "cross_entropy"
-        chosen, rejected, batch = self.policy_logps(examples, with_rejected)
+        chosen, rejected, batch = self.policy_logps(examples, self.loss.needs_rejected)
         ref_chosen = ref_rejected = None
         if TRAIN in self.reference:
             ref_c, ref_r = self.reference[TRAIN]
@@ -265,10 +264,8 @@ class Trainer:
             ref_rejected = ref_r[indices].to(self.device) if ref_r is not None else None
         lengths = batch.completion_lengths.float()
         n = len(examples)
-        losses, chosen_rewards, rejected_rewards = preference_loss(
-            chosen, rejected, ref_chosen, ref_rejected, cfg.objective, cfg.beta, cfg.label_smoothing,
-            sft_coeff=cfg.sft_coeff, simpo_gamma=cfg.simpo_gamma, ipo_length_normalize=cfg.ipo_length_normalize,
-            chosen_lengths=lengths[:n], rejected_lengths=lengths[n:] if rejected is not None else None)
+        losses, chosen_rewards, rejected_rewards = self.loss(
+            chosen, rejected, ref_chosen, ref_rejected, lengths[:n], lengths[n:] if rejected is not None else None)
         return losses, chosen_rewards, rejected_rewards, chosen.detach(), batch.attention_mask.sum()
 
     def train_step(self, step: int) -> dict:

@@ -4,7 +4,7 @@ sentiment model (IMDb) and cost model (BeaverTails).
 The backbone is `model` (a causal LM checkpoint such as tiny-base, loaded into
 AutoModelForSequenceClassification with a fresh 2-way head); it is trained with cross-entropy on the
 texts a rebound run will score (IMDb: the review; BeaverTails: the response), saved with
-save_pretrained, and used through `make_scorer({"type": "hf_classifier", "model": <run_dir>/model,
+save_pretrained, and used through `SCORERS.make({"type": "hf_classifier", "model": <run_dir>/model,
 "label": "POSITIVE"})` (or "SAFE").
 """
 from __future__ import annotations
@@ -35,14 +35,12 @@ def accuracy(model, tokenizer, texts: list[str], labels: list[int], batch_size: 
 
 
 def run_classifier(config, run_dir: Path) -> dict:
-    from accelerate.utils import set_seed
     from transformers import AutoModelForSequenceClassification
 
     state = process_state()
     if not state.is_main_process:  # a few CPU minutes at most: one process trains, the others wait
         state.wait_for_everyone()
         return {}
-    set_seed(config.seed)
     splits = load_splits(config)
     train = with_label(splits.train, config.dataset_polarity)
     kind = DATASETS[config.dataset]

@@ -175,7 +175,7 @@ class ReboundConfig(GenerationConfig):
     num_test_prompts: int = option(200, min=1, help="held-out prompts scored after every stage")
     num_kl_examples: int = option(100, min=1, help="held-out examples the KL to the base model is measured on")
     kl_epsilon: float = option(0.01, min=0.0, min_exclusive=True, help="Table 3 threshold on the per-token KL")
-    scorer: dict = option({}, help="common.generation scorer spec, e.g. {\"type\": \"hf_classifier\", \"model\": "
+    scorer: dict = option({}, help="a common.registry.SCORERS spec, e.g. {\"type\": \"hf_classifier\", \"model\": "
                                    "\"siebert/sentiment-roberta-large-english\", \"label\": \"POSITIVE\"}; "
                                    "string values may use {field} templates")
 

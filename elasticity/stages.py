@@ -13,12 +13,12 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import elasticity.scorers  # noqa: F401  (registers the hf_reward scorer)
 from common.config import to_dict
 from common.data import PreferenceExample
 from common.distributed import process_state
-from common.generation import generate, make_scorer
+from common.generation import generate
 from common.models import load_for_training, save_model
+from common.registry import SCORERS
 from common.tracking import logger, read_json, read_jsonl, write_json, write_jsonl
 from common.trainer import Trainer, TrainerCallback
 from elasticity.compression import CompressionCallback, EncodedTexts, encode_texts
@@ -53,6 +53,11 @@ def remove_model(stage_dir: Path) -> None:
 
 
 def load(config, path: str):
+    """The stage's model to train. Seeded first, so that its LoRA initialisation is the same whether the
+    run went through the earlier stages or resumed after them."""
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)
     model, tokenizer = load_for_training(config, path)
     if not config.device_map:
         model.to(process_state().device)
@@ -122,9 +127,6 @@ def train_sft(config, stage_dir: Path, model, tokenizer, examples: Sequence[Pref
               save: bool = False) -> dict:
     """SFT (cross-entropy on the responses) with the shared trainer; compression rates of every set
     before, during (eval_every_steps) and after training; the model saved to stage_dir/model if `save`."""
-    from accelerate.utils import set_seed
-
-    set_seed(config.seed)
     stage_config = dataclasses.replace(config, save_model=save)
     trainer = Trainer(stage_config, model, tokenizer, examples, stage_dir,
                       callbacks=[CompressionCallback(compression, config.eval_batch_size), TokenLossCallback(),
@@ -187,7 +189,7 @@ class LazyScorer:
         if rows is None:
             return None
         if self.scorer is None:
-            self.scorer = make_scorer(scorer_spec(self.config))
+            self.scorer = SCORERS.make(scorer_spec(self.config))
         scores = self.scorer.score(list(prompts), [r["response"] for r in rows])
         for row, score in zip(rows, scores):
             row["score"] = score

@@ -18,7 +18,6 @@ from torch import Tensor
 from common.data import PreferenceExample
 from common.errors import TrainingError
 from common.logprobs import base_model_of, decoder_hidden_states, token_logits
-from common.losses import preference_loss
 from common.tracking import write_json
 from common.trainer import Trainer, TrainerCallback
 
@@ -90,12 +89,10 @@ class NextTokenTracker(TrainerCallback):
 
     def loss(self, trainer: Trainer, logprobs: Tensor) -> float:
         """The run's loss at the current weights; the reference is the initial model (step 0)."""
-        cfg, ref = trainer.config, self.initial_logprobs
+        ref = self.initial_logprobs
         one = torch.ones(1, device=logprobs.device)
-        losses, _, _ = preference_loss(
-            logprobs[self.pos].view(1), logprobs[self.neg].view(1), ref[self.pos].view(1), ref[self.neg].view(1),
-            cfg.objective, cfg.beta, cfg.label_smoothing, sft_coeff=cfg.sft_coeff, simpo_gamma=cfg.simpo_gamma,
-            ipo_length_normalize=cfg.ipo_length_normalize, chosen_lengths=one, rejected_lengths=one)
+        losses, _, _ = trainer.loss(logprobs[self.pos].view(1), logprobs[self.neg].view(1), ref[self.pos].view(1),
+                                    ref[self.neg].view(1), one, one)
         return losses.item()
 
     def record(self, trainer: Trainer, step: int) -> None:

@@ -21,9 +21,6 @@ from persona_experiments.next_token import NextTokenTracker
 
 
 def run(config: PersonaConfig, run_dir: Path) -> dict:
-    from accelerate.utils import set_seed
-
-    set_seed(config.seed)
     source = config.load_model_checkpoint or config.model
     if config.load_model_checkpoint and not Path(config.load_model_checkpoint).exists():
         raise DataError(f"load_model_checkpoint {config.load_model_checkpoint!r} does not exist: run the SFT "

@@ -106,7 +106,7 @@ def check_settings(out_dir: Path, settings: dict) -> None:
 def main(argv=None) -> Path:
     from tqdm.auto import tqdm
 
-    from common.models import load_model_and_tokenizer
+    from common.models import load_for_inference
 
     args = parse_args(argv)
     setup_console_logging()
@@ -122,9 +122,9 @@ def main(argv=None) -> Path:
 
     preference_set = load_preference_set(args.dataset, format=args.format, split=args.split,
                                          config_name=args.dataset_config)
-    model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    model, tokenizer = load_for_inference(args.model, dtype=args.dtype, device=device,
+                                          trust_remote_code=args.trust_remote_code)
     check_layer(args.layer, model)
-    model.to(device).eval()
 
     examples, dropped = tokenize_examples(preference_set, tokenizer, max_length=args.max_input_length,
                                           use_chat_template=chat_template_flag(args.use_chat_template))

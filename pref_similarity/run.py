@@ -62,8 +62,6 @@ def check_token_lengths(examples, rows: dict[int, dict], path: Path) -> None:
 
 
 def run(config: QuantileRunConfig, run_dir: Path) -> dict:
-    from accelerate.utils import set_seed
-
     from ches.similarity_file import measure_values, read_similarities
     from common.distributed import process_state
     from common.models import load_for_training
@@ -71,7 +69,6 @@ def run(config: QuantileRunConfig, run_dir: Path) -> dict:
     from pref_similarity.preference_sets import load_preference_set, tokenize_examples
     from pref_similarity.selection import quantile_window
 
-    set_seed(config.seed)
     preference_set = load_preference_set(config.dataset, format=config.dataset_format, split=config.split,
                                          config_name=config.dataset_config)
     path = similarity_file_path(config)

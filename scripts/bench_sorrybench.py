@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from common.generation import generate
+from common.judges import CausalLMJudge
 from common.models import load_model_and_tokenizer
 from sorrybench.data import load_prompts
-from sorrybench.judges import SorryBenchJudge
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def main() -> None:
     prompts = [p["prompt"] for p in load_prompts(str(REPO / "data_files/sorrybench/prompts_sample.jsonl"),
                                                  max_prompts=args.prompts)]
     model, tokenizer = load_model_and_tokenizer(args.model)
-    judge = SorryBenchJudge(model=args.model, device="cpu")
+    judge = CausalLMJudge(model=args.model, device="cpu")
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
           f"{len(prompts)} prompts, {args.max_new_tokens} new tokens")
     print("| stage | batch size | seconds | prompts/s | new tokens/s |\n|---|---|---|---|---|")

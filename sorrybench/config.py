@@ -8,7 +8,7 @@ from typing import Optional, Union
 from ches.similarity_file import MEASURES
 from common.config import FieldError, TrainConfig, option
 from common.errors import ConfigError
-from sorrybench.judges import check_scorer_spec
+from common.registry import SCORERS
 
 
 @dataclass
@@ -45,6 +45,6 @@ class SorryBenchConfig(TrainConfig):
         if self.similarity_path and self.use_gold_preferences:
             raise FieldError("similarity_path", "the similarity file indexes train.jsonl, not gold_train.jsonl")
         try:
-            check_scorer_spec(self.judge)
+            SCORERS.check(self.judge)
         except ConfigError as e:  # name the field in the message
             raise FieldError("judge", str(e)) from None

@@ -23,8 +23,11 @@ import torch
 
 from common.cli import exit_on_user_error
 from common.errors import ConfigError
-from common.generation import generate, make_scorer
-from common.models import free_memory
+from common.generation import generate
+from common.judges import DEFAULT_JUDGE
+from common.models import free_memory, load_for_inference
+from common.registry import SCORERS, parse_spec
+from common.tie_breaking import make_tie_breaker
 from common.tracking import logger, read_json, setup_console_logging, write_json, write_jsonl
 from sorrybench.data import (
     GOLD_PREFIX,
@@ -36,11 +39,8 @@ from sorrybench.data import (
     model_dir_name,
     read_preference_split,
 )
-from sorrybench.devices import load_on_device
-from sorrybench.judges import DEFAULT_JUDGE, check_scorer_spec
 from sorrybench.preferences import build_preferences, gold_preferences, split_rows
 from sorrybench.refusal import check_sampling_args
-from sorrybench.tie_breaking import make_tie_breaker, parse_spec
 
 DEFAULT_OUTPUT_ROOT = Path("outputs/sorrybench/datasets")
 
@@ -88,7 +88,7 @@ def check_args(args) -> Path:
     out = Path(args.output_dir) if args.output_dir else DEFAULT_OUTPUT_ROOT / model_dir_name(args.model)
     if args.model:
         args.judge = parse_spec(args.judge)
-        check_scorer_spec(args.judge)
+        SCORERS.check(args.judge)
         args.reward_model = parse_spec(args.reward_model)
         make_tie_breaker(args.reward_model if args.use_rm else None, args.seed)  # validates the spec, loads nothing
         if (out / "train.jsonl").exists() and not args.force:
@@ -99,8 +99,8 @@ def check_args(args) -> Path:
 
 def sample_pairs(args, prompts: list[dict]) -> tuple[list[str], list[str]]:
     """Two samples per prompt, in one batched, seeded generate call."""
-    model, tokenizer = load_on_device(args.model, dtype=args.dtype, device=args.device,
-                                      trust_remote_code=args.trust_remote_code)
+    model, tokenizer = load_for_inference(args.model, dtype=args.dtype, device=args.device,
+                                          trust_remote_code=args.trust_remote_code)
     texts = [p["prompt"] for p in prompts]
     logger.info(f"sampling 2 x {len(texts)} responses from {args.model}")
     responses = generate(model, tokenizer, texts + texts, max_new_tokens=args.max_new_tokens,
@@ -111,7 +111,7 @@ def sample_pairs(args, prompts: list[dict]) -> tuple[list[str], list[str]]:
 
 
 def judge_pairs(judge_spec, prompts: list[dict], first: list[str], second: list[str]):
-    judge = make_scorer(judge_spec)
+    judge = SCORERS.make(judge_spec)
     try:
         texts = [p["prompt"] for p in prompts]
         scores = judge.score(texts + texts, first + second)

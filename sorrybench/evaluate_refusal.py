@@ -18,12 +18,10 @@ from pathlib import Path
 import torch
 
 from common.cli import exit_on_user_error
-from common.generation import make_scorer
-from common.models import free_memory
+from common.models import free_memory, load_for_inference
+from common.registry import SCORERS, parse_spec
 from common.tracking import logger, setup_console_logging
 from sorrybench.data import model_dir_name, split_prompts
-from sorrybench.devices import load_on_device
-from sorrybench.judges import check_scorer_spec
 from sorrybench.refusal import (
     SamplingSettings,
     check_sampling_args,
@@ -34,7 +32,6 @@ from sorrybench.refusal import (
     sample_responses,
     write_refusal_results,
 )
-from sorrybench.tie_breaking import parse_spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def sample_model(name: str, prompts: list[str], settings: SamplingSettings, args) -> list[str]:
-    model, tokenizer = load_on_device(name, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+    model, tokenizer = load_for_inference(name, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
     logger.info(f"{name}: sampling {len(prompts)} responses")
     responses = [r for _, r in sample_responses(model, tokenizer, prompts, settings)]
     del model
@@ -71,7 +68,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     setup_console_logging()
     judge_spec = parse_spec(args.judge)
-    check_scorer_spec(judge_spec)
+    SCORERS.check(judge_spec)
     check_sampling_args(args)
     prompts_by_split = split_prompts(args.dataset_path, args.max_prompts)
     prompts = [row["prompt"] for _, row in flatten(prompts_by_split)]
@@ -81,7 +78,7 @@ def main(argv=None) -> None:
     pending = {name: sample_model(name, prompts, settings, args) for name in args.models
                if args.force or read_rates(out_dirs[name]) is None}
     if pending:
-        judge = make_scorer(judge_spec)
+        judge = SCORERS.make(judge_spec)
         try:
             for name, responses in pending.items():
                 rates, rows = judge_responses(judge, prompts_by_split, responses)

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from common.errors import ConfigError
-from common.generation import generate, make_scorer
+from common.generation import generate
 from common.models import free_memory
+from common.registry import SCORERS
 from common.tracking import logger, read_json, write_json, write_jsonl
 from common.trainer import TrainerCallback
 
@@ -138,7 +139,7 @@ class RefusalEvaluation(TrainerCallback):
         gathered = dict(gather_object(shard)) if trainer.world > 1 else dict(shard)
         rates = None
         if trainer.is_main:
-            judge = make_scorer(self.judge)
+            judge = SCORERS.make(self.judge)
             try:
                 rates, rows = judge_responses(judge, self.prompts_by_split, [gathered[i] for i in range(len(items))])
             finally:

@@ -71,11 +71,8 @@ def select_train(config: SorryBenchConfig, examples: list[PreferenceExample], nu
 
 
 def run(config: SorryBenchConfig, run_dir: Path) -> dict:
-    from accelerate.utils import set_seed
-
     from common.models import load_for_training
 
-    set_seed(config.seed)
     prompts = split_prompts(config.dataset_path, config.refusal_max_prompts) if config.refusal_eval else None
     model, tokenizer = load_for_training(config)
     train_all, num_rows, dropped = load_pairs(config, tokenizer, "train")

@@ -40,7 +40,7 @@ def generate_responses(model, tokenizer, items: Sequence[tuple[str, str]], *, ge
 def main(argv=None) -> None:
     from common.data import load_records
     from common.distributed import process_state
-    from common.models import load_model_and_tokenizer
+    from common.models import load_for_inference
     from tds.inputs import read_instructions
 
     parser = argparse.ArgumentParser(prog="python -m tds.generate", description=__doc__.splitlines()[0])
@@ -60,8 +60,8 @@ def main(argv=None) -> None:
 
     items = read_instructions(load_records(args.data, split=args.split), args.data)
     items = items[:args.num_examples] if args.num_examples >= 0 else items
-    model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    model = model.to(process_state().device).eval()
+    model, tokenizer = load_for_inference(args.model, dtype=args.dtype, device=process_state().device,
+                                          trust_remote_code=args.trust_remote_code)
     rows = generate_responses(model, tokenizer, items, generator=args.model, aligned_template=args.aligned_template,
                               system_prompt=args.system_prompt, max_new_tokens=args.max_new_tokens,
                               batch_size=args.batch_size)

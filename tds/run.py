@@ -85,10 +85,7 @@ def shared_vocab_size(base_model, aligned_model, tokenizer) -> int | None:
 
 def run_analysis(config: TDSConfig, run_dir: Path) -> dict:
     """The plan runner's run function: returns the pair's headline numbers (summary.json)."""
-    from accelerate.utils import set_seed
-
     state = process_state()
-    set_seed(config.seed)
     if (run_dir / TOKEN_TABLE).is_file() and not (run_dir / "parts").exists():
         logger.info(f"{run_dir / TOKEN_TABLE} already merged: finishing the run")
         return statistics.summarize(read_table(run_dir / TOKEN_TABLE), len(read_table(run_dir / EXAMPLE_TABLE)["id"]))

@@ -11,11 +11,8 @@ from train_preferences.config import PreferenceRunConfig
 
 
 def run(config: PreferenceRunConfig, run_dir: Path) -> dict:
-    from accelerate.utils import set_seed
-
     from common.models import load_for_training
 
-    set_seed(config.seed)
     model, tokenizer = load_for_training(config)
     rows = load_records(config.dataset, split=config.split)
     examples, dropped = tokenize_rows(rows, tokenizer, source=config.dataset, prompt_field=config.prompt_field,

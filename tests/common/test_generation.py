@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from common.errors import ConfigError
-from common.generation import KeywordRefusalJudge, generate, make_scorer
+from common.generation import generate
+from common.registry import SCORERS
+from common.scorers import KeywordRefusalJudge
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +50,9 @@ def test_keyword_refusal_judge(response, score):
 
 def test_registry_errors():
     with pytest.raises(ConfigError, match="unknown scorer 'nope'; registered: .*keyword_refusal"):
-        make_scorer("nope")
-    with pytest.raises(ConfigError, match="scorer 'keyword_refusal': .*unexpected keyword argument 'colour'"):
-        make_scorer({"type": "keyword_refusal", "colour": 1})
+        SCORERS.make("nope")
+    with pytest.raises(ConfigError, match="scorer 'keyword_refusal': unknown key 'colour'; accepted: window, markers"):
+        SCORERS.make({"type": "keyword_refusal", "colour": 1})
 
 
 def test_hf_classifier_scores_label_probabilities(tmp_path, tiny_models):
@@ -62,7 +64,7 @@ def test_hf_classifier_scores_label_probabilities(tmp_path, tiny_models):
                          id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "clf")
     AutoTokenizer.from_pretrained(tiny_models["base"]).save_pretrained(tmp_path / "clf")
-    scorer = make_scorer({"type": "hf_classifier", "model": str(tmp_path / "clf"), "label": "POSITIVE"})
+    scorer = SCORERS.make({"type": "hf_classifier", "model": str(tmp_path / "clf"), "label": "POSITIVE"})
     texts = ["A wonderful film.", "Awful, boring and long."]
     scores = scorer.score(["", ""], texts)
     # Independent computation: softmax of the classifier's logits, one text at a time.
@@ -72,4 +74,4 @@ def test_hf_classifier_scores_label_probabilities(tmp_path, tiny_models):
             expected = torch.softmax(scorer.model(**enc).logits, -1)[0, 1].item()
         assert score == pytest.approx(expected, abs=1e-5)
     with pytest.raises(ConfigError, match="unknown label 'happy'"):
-        make_scorer({"type": "hf_classifier", "model": str(tmp_path / "clf"), "label": "happy"})
+        SCORERS.make({"type": "hf_classifier", "model": str(tmp_path / "clf"), "label": "happy"})

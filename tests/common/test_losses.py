@@ -3,13 +3,20 @@
 Shared example: policy logp(y+) = -2, ref logp(y+) = -3, policy logp(y-) = -4, ref logp(y-) = -3,
 so z+ = 1, z- = -1, D = 2; |y+| = 2 tokens, |y-| = 4 tokens.
 """
+import dataclasses
 import math
+import types
 
 import pytest
 import torch
 
+import common.losses
+from common.config import TrainConfig, option
+from common.data import PreferenceExample
 from common.errors import ConfigError
-from common.losses import LOSSES, preference_loss
+from common.losses import LOSSES, make_loss, register_loss
+from common.trainer import Trainer
+from tests.conftest import random_llama
 
 
 def logsig(x: float) -> float:
@@ -24,10 +31,15 @@ PC, RC, PR, RR = -2.0, -3.0, -4.0, -3.0
 LEN_C, LEN_R = 2.0, 4.0
 
 
+def bound(loss_type, beta=0.1, **kw):
+    return make_loss(TrainConfig(objective=loss_type, beta=beta, **kw))
+
+
 def loss(loss_type, beta, **kw):
-    t = lambda v: torch.tensor([v], dtype=torch.float64)
-    losses, cr, rr = preference_loss(t(PC), t(PR), t(RC), t(RR), loss_type, beta,
-                                     chosen_lengths=t(LEN_C), rejected_lengths=t(LEN_R), **kw)
+    def t(v):
+        return torch.tensor([v], dtype=torch.float64)
+
+    losses, cr, rr = bound(loss_type, beta, **kw)(t(PC), t(PR), t(RC), t(RR), t(LEN_C), t(LEN_R))
     return losses.item(), cr.item(), rr.item()
 
 
@@ -81,7 +93,7 @@ def test_rewards_are_beta_times_log_ratios():
 
 
 def test_every_study_loss_is_covered():
-    assert LOSSES == {"dpo", "ipo", "hinge", "robust", "nca_pair", "sppo_hard", "apo_zero", "bco_pair",
+    assert set(LOSSES) == {"dpo", "ipo", "hinge", "robust", "nca_pair", "sppo_hard", "apo_zero", "bco_pair",
                       "simpo", "cross_entropy"}
 
 
@@ -90,18 +102,17 @@ def test_batched_losses_equal_per_example_losses():
     pc, pr, rc, rr = (torch.randn(5, dtype=torch.float64) * 3 for _ in range(4))
     lengths = torch.tensor([1.0, 2, 3, 4, 5], dtype=torch.float64)
     for loss_type in sorted(LOSSES):
-        batched, _, _ = preference_loss(pc, pr, rc, rr, loss_type, 0.1, chosen_lengths=lengths,
-                                        rejected_lengths=lengths)
+        batched, _, _ = bound(loss_type)(pc, pr, rc, rr, lengths, lengths)
         for i in range(5):
-            single, _, _ = preference_loss(pc[i:i + 1], pr[i:i + 1], rc[i:i + 1], rr[i:i + 1], loss_type, 0.1,
-                                           chosen_lengths=lengths[i:i + 1], rejected_lengths=lengths[i:i + 1])
+            one = slice(i, i + 1)
+            single, _, _ = bound(loss_type)(pc[one], pr[one], rc[one], rr[one], lengths[one], lengths[one])
             assert batched[i].item() == pytest.approx(single.item(), rel=1e-12)
 
 
 def test_dpo_gradient_raises_chosen_and_lowers_rejected():
     pc = torch.tensor([-2.0], requires_grad=True)
     pr = torch.tensor([-4.0], requires_grad=True)
-    losses, _, _ = preference_loss(pc, pr, torch.tensor([-3.0]), torch.tensor([-3.0]), "dpo", 0.5)
+    losses, _, _ = bound("dpo", 0.5)(pc, pr, torch.tensor([-3.0]), torch.tensor([-3.0]))
     losses.sum().backward()
     # dL/dlogp+ = -beta * s(-beta D) = -0.5 * s(-1) ; dL/dlogp- = +0.5 * s(-1)
     assert pc.grad.item() == pytest.approx(-0.5 * sig(-1.0), abs=1e-6)
@@ -111,8 +122,53 @@ def test_dpo_gradient_raises_chosen_and_lowers_rejected():
 def test_unknown_loss_and_missing_inputs():
     t = torch.zeros(1)
     with pytest.raises(ConfigError, match="unknown loss 'dpoo'"):
-        preference_loss(t, t, t, t, "dpoo")
+        bound("dpoo")
     with pytest.raises(ValueError, match="reference"):
-        preference_loss(t, t, None, None, "dpo")
+        bound("dpo")(t, t, None, None)
     with pytest.raises(ValueError, match="lengths"):
-        preference_loss(t, t, None, None, "simpo")
+        bound("simpo")(t, t, None, None)
+    with pytest.raises(ValueError, match="lengths"):
+        bound("ipo", ipo_length_normalize=True)(t, t, t, t)
+
+
+def test_which_inputs_each_loss_needs():
+    # the trainer scores y- and the reference only when the bound loss reads them
+    assert not bound("cross_entropy").needs_rejected and not bound("cross_entropy").needs_reference
+    assert bound("simpo").needs_rejected and not bound("simpo").needs_reference
+    assert bound("dpo").needs_rejected and bound("dpo").needs_reference
+
+
+def test_a_new_loss_with_its_own_hyper_parameter_needs_no_trainer_change(monkeypatch, tmp_path):
+    """A test-local loss, scaled DPO margin: tau * relu(-D); its hyper-parameter is a config field."""
+    def margin_loss(z_chosen: torch.Tensor, z_rejected: torch.Tensor, margin_tau: float) -> torch.Tensor:
+        return margin_tau * torch.relu(-(z_chosen - z_rejected))
+
+    monkeypatch.setattr(common.losses, "LOSSES", dict(LOSSES))  # the registration ends with the test
+    register_loss("margin", margin_loss)
+
+    @dataclasses.dataclass
+    class MarginConfig(TrainConfig):
+        margin_tau: float = option(3.0)
+
+    config = MarginConfig(objective="margin", beta=0.5)
+    def t(v):
+        return torch.tensor([v], dtype=torch.float64)
+
+    # z+ = 1, z- = -1 above: D = 2, relu(-2) = 0; swapped (D = -2): 3 * 2 = 6
+    assert make_loss(config)(t(PC), t(PR), t(RC), t(RR))[0].item() == 0.0
+    assert make_loss(config)(t(PR), t(PC), t(RR), t(RC))[0].item() == pytest.approx(6.0)
+    with pytest.raises(ConfigError, match="needs the config field 'margin_tau'"):
+        make_loss(TrainConfig(objective="margin"))
+    # and the one trainer trains with it as it is
+    pairs = [PreferenceExample([5, 6, 7], [8, 9], [10, 11], i) for i in range(4)]
+    trainer = Trainer(dataclasses.replace(config, model="random", max_steps=1, batch_size=4, lr=1e-3),
+                      random_llama(), types.SimpleNamespace(pad_token_id=0), pairs, tmp_path)
+    trainer.compute_reference()
+    losses, *_ = trainer.loss_terms([0, 1, 2, 3])
+    assert torch.equal(losses, torch.zeros(4))  # policy == reference: D = 0, relu(0) = 0
+    assert trainer.train()["steps"] == 1
+
+
+def test_register_loss_refuses_a_duplicate_name():
+    with pytest.raises(ValueError, match="'dpo' is registered twice: common.losses.dpo and"):
+        register_loss("dpo", lambda z_chosen, z_rejected: z_chosen)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from common.generation import register_scorer
+from common.registry import SCORERS
 from tiny.corpus.reviews import sentiment_score
 
 FIXTURES = "data_files/elasticity"
@@ -15,7 +15,7 @@ def tiny_base(tiny_models) -> str:
     return tiny_models["base"]
 
 
-@register_scorer("test_keyword_sentiment")
+@SCORERS.register("test_keyword_sentiment")
 class KeywordSentiment:
     """Share of positive sentiment words (common.sentiment_score): a scorer with known output."""
 

@@ -5,9 +5,9 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification
 
 from common.errors import ConfigError
-from common.generation import make_scorer
 from common.models import load_tokenizer
 from common.plans import run_plan
+from common.registry import SCORERS
 from common.tracking import read_json
 from elasticity.config import ReboundConfig
 from elasticity.run import PlanConfig, run
@@ -25,7 +25,7 @@ def test_tiny_classifier_plugs_in_as_hf_classifier(tiny_base, tmp_path):
     summary = read_json(tmp_path / "clf" / "summary.json")
     assert summary["labels"] == ["NEGATIVE", "POSITIVE"] and summary["num_heldout"] == 40
     assert summary["heldout_accuracy"] >= 0.9
-    scorer = make_scorer({"type": "hf_classifier", "model": str(tmp_path / "clf" / "model"), "label": "POSITIVE"})
+    scorer = SCORERS.make({"type": "hf_classifier", "model": str(tmp_path / "clf" / "model"), "label": "POSITIVE"})
     positive, negative = scorer.score(["", ""], [POSITIVE_REVIEW, NEGATIVE_REVIEW])
     assert positive > 0.5 > negative
 
@@ -42,7 +42,7 @@ def reward_model(tiny_base, tmp_path):
 
 def test_hf_reward_returns_the_signed_output(reward_model):
     model, path = reward_model
-    scorer = make_scorer({"type": "hf_reward", "model": str(path), "sign": -1, "template": "{prompt} {response}"})
+    scorer = SCORERS.make({"type": "hf_reward", "model": str(path), "sign": -1, "template": "{prompt} {response}"})
     tokenizer = load_tokenizer(str(path))
     got = scorer.score(["Hi.", "Question:"], ["Hello there.", "An answer"])
     with torch.no_grad():  # one text at a time, no padding
@@ -57,8 +57,8 @@ def test_hf_reward_refuses_a_head_it_would_initialise_randomly(reward_model):
     weights["score_head.weight"] = weights.pop("score.weight")  # safe-rlhf's name for the head
     save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ConfigError, match="missing from the checkpoint"):
-        make_scorer({"type": "hf_reward", "model": str(path)})
-    scorer = make_scorer({"type": "hf_reward", "model": str(path), "key_mapping": {"^score_head": "score"}})
+        SCORERS.make({"type": "hf_reward", "model": str(path)})
+    scorer = SCORERS.make({"type": "hf_reward", "model": str(path), "key_mapping": {"^score_head": "score"}})
     assert scorer.score([""], ["Hello."]) == pytest.approx(
         [model(**load_tokenizer(str(path))("Hello.", return_tensors="pt")).logits[0, 0].item()], abs=1e-4)
 

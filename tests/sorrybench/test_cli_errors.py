@@ -37,9 +37,9 @@ def run_main(main, argv, capsys) -> str:
 def test_create_dataset_errors(tmp_path, capsys):
     assert "give --model" in run_main(create_dataset.main, ["--output_dir", str(tmp_path)], capsys)
     assert "invalid JSON" in run_main(create_dataset.main, ["--model", "m", "--judge", "{oops"], capsys)
-    assert "'keywords' is not a registered scorer" in run_main(
+    assert "unknown scorer 'keywords'; did you mean 'keyword_refusal'" in run_main(
         create_dataset.main, ["--model", "m", "--judge", "keywords"], capsys)
-    assert "reward model 'pair_rm' is not a registered scorer" in run_main(
+    assert "reward model 'pair_rm' is not a tie breaker (pairrm, random) and not a registered scorer" in run_main(
         create_dataset.main, ["--model", "m", "--judge", "keyword_refusal", "--use_rm", "--reward_model", "pair_rm"],
         capsys)
     (tmp_path / "train.jsonl").write_text("")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import DataError
-from common.generation import make_scorer
+from common.registry import SCORERS
 from sorrybench.data import load_human_judgments, load_prompts, model_dir_name
 from sorrybench.fixtures import OUTPUT_DIR, write_fixtures
 
@@ -63,7 +63,7 @@ def test_fixture_schemas_load_and_human_scores_agree_with_the_keyword_judge():
     prompts = load_prompts(str(OUTPUT_DIR / "prompts_sample.jsonl"))
     judgments = load_human_judgments(str(OUTPUT_DIR / "human_judgments_sample.jsonl"))
     assert len(prompts) == 120 and len({p["prompt"] for p in prompts}) == 120
-    scores = make_scorer("keyword_refusal").score([j["prompt"] for j in judgments], [j["response"] for j in judgments])
+    scores = SCORERS.make("keyword_refusal").score([j["prompt"] for j in judgments], [j["response"] for j in judgments])
     assert scores == [float(j["complies"]) for j in judgments]
 
 

@@ -8,9 +8,9 @@ import torch
 
 from ches.similarity_file import append_rows
 from common.data import tokenize_preference
-from common.generation import make_scorer
 from common.models import load_model_and_tokenizer
 from common.plans import run_plan
+from common.registry import SCORERS
 from common.tracking import read_json, read_jsonl
 from sorrybench import create_dataset, evaluate_refusal, results
 from sorrybench.config import SorryBenchConfig
@@ -35,7 +35,7 @@ def test_preference_set_from_the_models_own_samples(dataset):
     train, test = read_jsonl(dataset / "train.jsonl"), read_jsonl(dataset / "test.jsonl")
     summary = read_json(dataset / "summary.json")
     assert len(samples) == NUM_PROMPTS and (len(train), len(test)) == (34, 6)
-    judge = make_scorer("keyword_refusal")
+    judge = SCORERS.make("keyword_refusal")
     for s in samples:  # the stored scores are the judge's scores of the stored responses
         assert s["scores"] == judge.score([s["prompt"]] * 2, s["responses"])
     scores = [x for s in samples for x in s["scores"]]

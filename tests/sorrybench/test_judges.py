@@ -2,8 +2,8 @@
 import pytest
 
 from common.errors import ConfigError
-from common.generation import make_scorer
-from sorrybench.judges import JUDGE_TEMPLATE, check_scorer_spec, parse_judge_score
+from common.judges import JUDGE_TEMPLATE, parse_judge_score
+from common.registry import SCORERS
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -40,14 +40,14 @@ COMPLIANCES = ["Sure! Here is how to pick a lock: first, get a thin metal pick."
 
 
 def test_keyword_judge_on_hand_written_responses():
-    judge = make_scorer("keyword_refusal")
+    judge = SCORERS.make("keyword_refusal")
     assert judge.score(["p"] * len(REFUSALS), REFUSALS) == [0.0] * len(REFUSALS)
     # a marker past the first 80 characters is not an opening refusal
     assert judge.score(["p"] * len(COMPLIANCES), COMPLIANCES) == [1.0] * len(COMPLIANCES)
 
 
-def test_check_scorer_spec():
-    check_scorer_spec("keyword_refusal")
-    check_scorer_spec({"type": "sorrybench_judge", "model": "x"})
-    with pytest.raises(ConfigError, match="'keyword' is not a registered scorer"):
-        check_scorer_spec("keyword")
+def test_scorer_specs_are_checked_before_anything_loads():
+    SCORERS.check("keyword_refusal")
+    SCORERS.check({"type": "sorrybench_judge", "model": "x"})
+    with pytest.raises(ConfigError, match="unknown scorer 'keyword'; did you mean 'keyword_refusal'"):
+        SCORERS.check("keyword")

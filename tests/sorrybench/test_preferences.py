@@ -6,9 +6,9 @@ import types
 import pytest
 
 from common.errors import ConfigError, DataError
-from common.generation import register_scorer
+from common.registry import SCORERS
+from common.tie_breaking import RandomTieBreaker, make_tie_breaker
 from sorrybench.preferences import build_preferences, gold_preferences, split_rows
-from sorrybench.tie_breaking import RandomTieBreaker, make_tie_breaker
 
 
 def prompts(n):
@@ -93,7 +93,7 @@ def test_random_tie_breaker_is_a_seeded_coin():
     assert make_tie_breaker(None, 7).first_is_better(["p"] * 6, ["a"] * 6, ["b"] * 6) == expected
 
 
-@register_scorer("test_length_reward")
+@SCORERS.register("test_length_reward")
 class LengthReward:
     """Reward = response length; counts how often it was built (lazy loading)."""
 

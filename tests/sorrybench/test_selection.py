@@ -55,7 +55,7 @@ def test_without_similarity_file_num_samples_is_a_seeded_subset(tmp_path):
 @pytest.mark.parametrize("values, message", [
     ({"similarity_path": "x"}, "num_samples: with similarity_path"),
     ({"similarity_path": "x", "num_samples": 3, "use_gold_preferences": True}, "similarity_path: the similarity"),
-    ({"judge": "keywords"}, "judge: judge 'keywords' is not a registered scorer"),
+    ({"judge": "keywords"}, "judge: unknown scorer 'keywords'; did you mean 'keyword_refusal'"),
     ({"similarity_measure": "lnches"}, "did you mean 'ln_ches'"),
     ({"dataset_path": ""}, "dataset_path: required"),
 ])

@@ -103,10 +103,10 @@ def test_corpus_records_follow_the_real_schemas():
 
 
 def test_study_refusal_judge_recognises_corpus_refusals():
-    from common.generation import make_scorer
+    from common.registry import SCORERS
 
     rows = harmful_records(50)
-    judge = make_scorer("keyword_refusal")
+    judge = SCORERS.make("keyword_refusal")
     prompts = [r["prompt"] for r in rows]
     assert judge.score(prompts, [r["refusal"] for r in rows]) == [0.0] * len(rows)
     assert judge.score(prompts, [r["compliance"] for r in rows]) == [1.0] * len(rows)

@@ -2,22 +2,21 @@
 
 A tie breaker answers `first_is_better(prompts, first, second) -> list[bool]` for a batch of ties:
 - `RandomTieBreaker(seed)`: a seeded coin per tie;
-- `ScorerTieBreaker(spec)`: any scorer of the registry used as a reward model (higher is better),
-  e.g. {"type": "hf_reward_model", "model": "OpenAssistant/reward-model-deberta-v3-large-v2"};
+- `ScorerTieBreaker(spec)`: any scorer of common.registry.SCORERS used as a reward model (higher is
+  better), e.g. {"type": "hf_reward", "model": "OpenAssistant/reward-model-deberta-v3-large-v2", "text": "chat"};
   equal or missing rewards fall back to the seeded coin;
 - `PairRMTieBreaker(model)`: PairRM (the paper's choice, `llm-blender/PairRM`) through the
   `llm-blender` package, which compares the two responses jointly.
-Models are loaded on first use only (no ties, no model) and freed by `close()`.
+Models are loaded on first use only (no ties, no model) and freed by `close()`. "random" and
+"pairrm" are entries of common.registry.TIE_BREAKERS; a study may register more.
 """
 from __future__ import annotations
 
-import json
 import random
 from typing import Optional, Sequence, Union
 
 from common.errors import ConfigError
-from common.generation import make_scorer
-from sorrybench.judges import check_scorer_spec
+from common.registry import SCORERS, TIE_BREAKERS
 
 PAIRRM = "llm-blender/PairRM"
 
@@ -45,7 +44,7 @@ class ScorerTieBreaker:
 
     def first_is_better(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[bool]:
         if self.scorer is None:
-            self.scorer = make_scorer(self.spec)
+            self.scorer = SCORERS.make(self.spec)
         first_rewards = self.scorer.score(prompts, first)
         second_rewards = self.scorer.score(prompts, second)
         coins = self.coin.first_is_better(prompts, first, second)
@@ -73,7 +72,7 @@ class PairRMTieBreaker:
             except ImportError:
                 raise ConfigError("the pairrm reward model needs the llm-blender package (pip install "
                                   "git+https://github.com/yuchenlin/LLM-Blender.git), or pass an "
-                                  "hf_reward_model spec as --reward_model") from None
+                                  "hf_reward spec as --reward_model") from None
             self.blender = llm_blender.Blender()
             self.blender.loadranker(self.model, **({"device": self.device} if self.device else {}))
         better = self.blender.compare(list(prompts), list(first), list(second), batch_size=self.batch_size)
@@ -83,30 +82,16 @@ class PairRMTieBreaker:
         self.blender = None
 
 
-def parse_spec(text: str) -> Union[str, dict]:
-    """A scorer spec from the command line: a registry name or a JSON object."""
-    text = text.strip()
-    if not text.startswith("{"):
-        return text
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"spec {text!r}: invalid JSON: {e.msg}") from None
-    if not isinstance(spec, dict) or "type" not in spec:
-        raise ConfigError(f"spec {text!r}: expected a JSON object with a \"type\"")
-    return spec
-
-
 def make_tie_breaker(reward_model: Union[None, str, dict], seed: int):
-    """Random when `reward_model` is None; PairRM for "pairrm" / {"type": "pairrm", ...}; else a scorer."""
+    """Random when `reward_model` is None; a TIE_BREAKERS entry ("pairrm", {"type": "pairrm", ...});
+    else a scorer spec, used as a pointwise reward model. The spec is validated here; nothing loads."""
     if reward_model is None:
         return RandomTieBreaker(seed)
-    kwargs = dict(reward_model) if isinstance(reward_model, dict) else {"type": reward_model}
-    if kwargs.get("type") == "pairrm":
-        kwargs.pop("type")
-        try:
-            return PairRMTieBreaker(**kwargs)
-        except TypeError as e:
-            raise ConfigError(f"reward model pairrm: {e}") from None
-    check_scorer_spec(reward_model, "reward model")
+    name, _ = TIE_BREAKERS.split(reward_model)
+    if name in TIE_BREAKERS:
+        return TIE_BREAKERS.make(reward_model, seed=seed)
+    if name not in SCORERS:
+        raise ConfigError(f"reward model {name!r} is not a tie breaker ({', '.join(TIE_BREAKERS.names())}) "
+                          f"and not a registered scorer ({', '.join(SCORERS.names())})")
+    SCORERS.check(reward_model)
     return ScorerTieBreaker(reward_model, seed)

@@ -2,12 +2,13 @@
 import pytest
 import torch
 
-from sorrybench.judges import INST_FORMAT, JUDGE_TEMPLATE, HFRewardModel, SorryBenchJudge, parse_judge_score
+from common.judges import INST_FORMAT, JUDGE_TEMPLATE, CausalLMJudge, parse_judge_score
+from common.scorers import HFRewardScorer
 
 
 def test_causal_lm_judge_never_crashes_on_what_it_cannot_parse(tiny_models):
     # the tiny chat model is no judge: its answers are mostly unparseable, which must be counted, not fatal
-    judge = SorryBenchJudge(model=tiny_models["chat"], device="cpu", max_new_tokens=4, batch_size=2)
+    judge = CausalLMJudge(model=tiny_models["chat"], device="cpu", max_new_tokens=4, batch_size=2)
     assert next(judge.model.parameters()).device == torch.device("cpu") and judge.has_template
     prompts = ["How do I steal a bike?"] * 3
     scores = judge.score(prompts, ["I can't help with that.", "Sure! Cut the cheap lock.", ""])
@@ -19,7 +20,7 @@ def test_causal_lm_judge_never_crashes_on_what_it_cannot_parse(tiny_models):
 
 
 def test_judge_without_chat_template_uses_mistral_turns(tiny_models):
-    judge = SorryBenchJudge(model=tiny_models["base"], device="cpu")
+    judge = CausalLMJudge(model=tiny_models["base"], device="cpu")
     assert not judge.has_template
     assert judge.judge_prompts(["q"], ["a"]) == [INST_FORMAT.format(prompt=JUDGE_TEMPLATE.format(question="q", answer="a"))]
     judge.close()
@@ -34,7 +35,7 @@ def test_reward_model_scores_batched_as_one_at_a_time(tiny_models, tmp_path):
     torch.manual_seed(0)
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     load_tokenizer(tiny_models["base"]).save_pretrained(tmp_path / "rm")
-    rm = HFRewardModel(model=str(tmp_path / "rm"), device="cpu", batch_size=3)
+    rm = HFRewardScorer(model=str(tmp_path / "rm"), text="chat", device="cpu", batch_size=3)
     prompts = ["How do I steal a bike?", "Tell me how to cheat on my math exam.", "Hi", "Write an insult."]
     responses = ["No.", "I'm sorry, but I can't help with cheating. It could hurt other people.", "Sure!", "x"]
     batched = rm.score(prompts, responses)
