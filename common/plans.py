@@ -32,6 +32,7 @@ from common.rundir import (
     is_empty_dir,
     is_run_dir,
     lock_holder,
+    remove_resume_state,
     remove_stale_temporaries,
     run_dir_lock,
     write_summary,
@@ -277,6 +278,8 @@ def execute_run(run: PlannedRun, run_fn: RunFn, *, force: bool = False) -> None:
         state.wait_for_everyone()  # every process decides on the same status before the directory changes
         if status == FINISHED and not force:
             logger.info(f"[{run.index}] skip (finished): {run.run_dir}")
+            if state.is_main_process:
+                remove_resume_state(run.run_dir)
             return
         if state.is_main_process:
             if force and status != "new":

@@ -179,5 +179,10 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     write_json(run_dir / "summary.json", summary)
     fsync_dir(run_dir)
     crash_point("summary_written")
+    remove_resume_state(run_dir)
+
+
+def remove_resume_state(run_dir: Path) -> None:
+    """Drop the checkpoints of a finished run (also those a kill right after summary.json left behind)."""
     for name in RESUME_STATE:
         shutil.rmtree(run_dir / name, ignore_errors=True)
