@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import difflib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -53,6 +54,10 @@ class RunConfig:
         """Cross-field checks; raise FieldError(field, message). Subclasses extend it."""
         if not self.experiment_name or self.experiment_name.strip("./") == "":
             raise FieldError("experiment_name", "must be a non-empty directory name")
+        name = os.path.normpath(self.experiment_name)
+        if os.path.isabs(name) or name in (".", "..") or name.startswith(".." + os.sep):  # --force clears it
+            raise FieldError("experiment_name", f"{self.experiment_name!r} leaves outputs_dir; use a relative "
+                                                f"path without '..' (a directory name under outputs_dir)")
 
 
 @dataclass

@@ -11,11 +11,12 @@ with `seed + r`, and `_rep{r}` is appended to its name unless the name uses `{re
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
+import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,19 @@ from typing import Any, Callable
 from common.config import did_you_mean, from_dict, run_config_class, to_dict
 from common.distributed import process_state
 from common.errors import ConfigError
+from common.rundir import (
+    LOCK_FILE,
+    clear_run_dir,
+    foreign_dir_error,
+    in_use_error,
+    is_empty_dir,
+    is_run_dir,
+    lock_holder,
+    remove_resume_state,
+    remove_stale_temporaries,
+    run_dir_lock,
+    write_summary,
+)
 from common.tracking import attach_run_log, logger, read_json, write_json
 
 PLAN_KEYS = {"name", "description", "skip", "repetitions", "configurations"}
@@ -38,7 +52,7 @@ class PlannedRun:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.config.outputs_dir) / self.config.experiment_name
+        return Path(os.path.normpath(Path(self.config.outputs_dir) / self.config.experiment_name))
 
 
 def load_plan(path: str | Path) -> dict:
@@ -143,32 +157,49 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
                     origin += f" repetition {rep}"
                 runs.append(PlannedRun(len(runs), config, origin))
 
-    seen: dict[Path, PlannedRun] = {}
-    for run in runs:
-        if run.run_dir in seen:
-            raise ConfigError(f"{plan_name}: runs {seen[run.run_dir].index} ({seen[run.run_dir].origin}) and "
-                              f"{run.index} ({run.origin}) both write to {run.run_dir}; put the varying "
-                              f"fields in experiment_name, e.g. \"name_{{seed}}\"")
-        seen[run.run_dir] = run
+    check_distinct_run_dirs(runs, plan_name)
     return runs
+
+
+def check_distinct_run_dirs(runs: list[PlannedRun], plan_name: str) -> None:
+    """No two runs share a directory, or nest (--force on the outer one would delete the inner one),
+    compared after resolving `..`, symbolic links and trailing slashes."""
+    by_dir = {}
+    for run in runs:
+        real = Path(os.path.realpath(run.run_dir))
+        other = by_dir.get(real)
+        if other is not None:
+            alias = f" (as {run.run_dir})" if run.run_dir != other.run_dir else ""
+            raise ConfigError(f"{plan_name}: runs {other.index} ({other.origin}) and {run.index} ({run.origin}) "
+                              f"both write to {other.run_dir}{alias}; put the varying fields in experiment_name, "
+                              f"e.g. \"name_{{seed}}\"")
+        by_dir[real] = run
+    for real, run in by_dir.items():
+        outer = next((by_dir[p] for p in real.parents if p in by_dir), None)
+        if outer is not None:
+            raise ConfigError(f"{plan_name}: run {run.index} ({run.origin}) writes to {run.run_dir}, inside the "
+                              f"directory of run {outer.index} ({outer.origin}); give them sibling experiment_names")
 
 
 # ----------------------------------------------------------------------------------------------
 # Run status and the runner
 
 FINISHED = "finished"
+FOREIGN = "foreign"
 
 
 def run_status(run: PlannedRun) -> str:
-    """'new', 'finished', 'partial' (started, not finished: resumes) or 'changed' (other config).
+    """'new', 'finished', 'partial' (started, not finished: resumes), 'changed' (other config) or
+    'foreign' (a file, or a non-empty directory that is not a run's: never written into or deleted).
 
     A directory with a config but nothing else of a run (it failed during set-up: a missing file, a
     bad token) counts as new, so a corrected plan simply replaces it.
     """
-    config_path = run.run_dir / "config.json"
-    if not config_path.exists():
+    if not run.run_dir.exists() or is_empty_dir(run.run_dir):
         return "new"
-    if not any(p.name not in ("config.json", "log.txt") for p in run.run_dir.iterdir()):
+    if not is_run_dir(run.run_dir):
+        return FOREIGN
+    if not any(p.name not in ("config.json", "log.txt", LOCK_FILE) for p in run.run_dir.iterdir()):
         return "new"
     try:
         stored = stored_config(run)
@@ -214,7 +245,8 @@ def run_plan(plan_path: str | Path, config_cls: type, run_fn: RunFn, *, dry_run:
 
     `run_fn(config, run_dir) -> summary dict` does the study's work; when it returns, the summary is
     written to `run_dir/summary.json` (the run's "finished" mark). A run directory holding another
-    config is an error unless `force` (which clears it). Under `accelerate launch` every process
+    config is an error unless `force` (which clears it); one that is not a run's, or that another
+    process is running, is an error. Under `accelerate launch` every process
     executes the same runs; only the main process writes the run files.
     """
     plan_path = Path(plan_path)
@@ -235,10 +267,17 @@ def run_plan(plan_path: str | Path, config_cls: type, run_fn: RunFn, *, dry_run:
             print(f"  [{run.index}] {run_status(run):8s} {run.run_dir}  <- {run.origin}")
         return runs
 
+    main = process_state().is_main_process
     for run in selected:  # check every run before starting any, so a late conflict loses no time
-        if not force and run_status(run) == "changed":
+        status = run_status(run)
+        if status == FOREIGN:
+            raise foreign_dir_error(run.run_dir)
+        if not force and status == "changed":
             raise ConfigError(f"{run.run_dir}: holds a run with a different config ({describe_changes(run)}); "
                               f"rename experiment_name or pass --force to overwrite it")
+        holder = lock_holder(run.run_dir) if main else None  # one peek per plan: ranks would collide
+        if holder is not None:
+            raise in_use_error(run.run_dir, holder)
 
     for run in selected:
         execute_run(run, run_fn, force=force)
@@ -248,31 +287,40 @@ def run_plan(plan_path: str | Path, config_cls: type, run_fn: RunFn, *, dry_run:
 def execute_run(run: PlannedRun, run_fn: RunFn, *, force: bool = False) -> None:
     """Run one planned run unless it is finished (or `force`): config.json, run_fn, then summary.json.
 
-    The caller has checked that the run directory holds no other config (or passes `force`, which
-    clears it). Studies that also take a run from command-line flags build a `PlannedRun` and call this.
+    The main process holds the run directory's lock throughout (see common/rundir.py): a second
+    process on the same run is a ConfigError naming the holder. A directory that is not a run's is
+    refused, `force` clears a run's directory. Studies that also take a run from command-line flags
+    build a `PlannedRun` and call this.
     """
     state = process_state()
-    status = run_status(run)
-    if status == FINISHED and not force:
-        logger.info(f"[{run.index}] skip (finished): {run.run_dir}")
-        return
-    if state.is_main_process:
-        if force and status != "new":
-            shutil.rmtree(run.run_dir)
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run.run_dir / "config.json", config_record(run.config))
-    state.wait_for_everyone()
-    handler = attach_run_log(run.run_dir) if state.is_main_process else None
-    try:
-        logger.info(f"[{run.index}] {'resume' if status == 'partial' else 'run'}: {run.run_dir}  <- {run.origin}")
-        from accelerate.utils import set_seed  # local: accelerate imports torch, plans stay light
-
-        set_seed(run.config.seed)  # every run is seeded from its config (python, numpy, torch)
-        summary = run_fn(run.config, run.run_dir) or {}
+    if run_status(run) == FOREIGN:  # checked before the lock, whose file would land in the directory
+        raise foreign_dir_error(run.run_dir)
+    with run_dir_lock(run.run_dir) if state.is_main_process else contextlib.nullcontext():
+        state.wait_for_everyone()
+        status = run_status(run)  # under the lock: no other process changes it any more
+        state.wait_for_everyone()  # every process decides on the same status before the directory changes
+        if status == FINISHED and not force:
+            logger.info(f"[{run.index}] skip (finished): {run.run_dir}")
+            if state.is_main_process:
+                remove_resume_state(run.run_dir)
+            return
         if state.is_main_process:
-            write_json(run.run_dir / "summary.json", {"status": FINISHED, **summary})
-    finally:
-        if handler is not None:
-            logger.removeHandler(handler)
-            handler.close()
-    state.wait_for_everyone()
+            if force and status != "new":
+                clear_run_dir(run.run_dir)
+            remove_stale_temporaries(run.run_dir)
+            write_json(run.run_dir / "config.json", config_record(run.config))
+        state.wait_for_everyone()
+        handler = attach_run_log(run.run_dir) if state.is_main_process else None
+        try:
+            logger.info(f"[{run.index}] {'resume' if status == 'partial' else 'run'}: {run.run_dir}  <- {run.origin}")
+            from accelerate.utils import set_seed  # local: accelerate imports torch, plans stay light
+
+            set_seed(run.config.seed)  # every run is seeded from its config (python, numpy, torch)
+            summary = run_fn(run.config, run.run_dir) or {}
+            if state.is_main_process:
+                write_summary(run.run_dir, {"status": FINISHED, **summary})
+        finally:
+            if handler is not None:
+                logger.removeHandler(handler)
+                handler.close()
+        state.wait_for_everyone()

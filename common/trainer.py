@@ -31,10 +31,10 @@ from common.errors import TrainingError
 from common.logprobs import SequenceLogProbs
 from common.losses import make_loss
 from common.models import save_model
+from common.rundir import CHECKPOINT_DIR, checkpoint_candidates, install_checkpoint
 from common.tracking import Tracker, logger, read_json, write_json
 
 REFERENCE_FILE = "reference_logps.safetensors"
-CHECKPOINT_DIR = "checkpoint"
 TRAIN = "__train__"  # key of the training set's reference log-probs
 
 
@@ -348,9 +348,7 @@ class Trainer:
             self.accelerator.wait_for_everyone()
             if self.is_main:
                 save_model(self.accelerator.unwrap_model(self.scorer).model, self.tokenizer, self.run_dir / "model")
-        if self.is_main and (self.run_dir / CHECKPOINT_DIR).exists():
-            shutil.rmtree(self.run_dir / CHECKPOINT_DIR)  # the run is finished: resume state is no longer needed
-        self.accelerator.wait_for_everyone()
+        self.accelerator.wait_for_everyone()  # the checkpoint stays until summary.json is on disk (write_summary)
         self.tracker.finish()
         return summary
 
@@ -362,7 +360,6 @@ class Trainer:
 
         self.accelerator.wait_for_everyone()
         if self.is_main:
-            final = self.run_dir / CHECKPOINT_DIR
             tmp = self.run_dir / f".{CHECKPOINT_DIR}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
@@ -370,28 +367,34 @@ class Trainer:
             save_file(trainable, tmp / "trainable.safetensors")
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
             write_json(tmp / "trainer_state.json", {"step": self.step})
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            install_checkpoint(tmp, self.run_dir)
         self.accelerator.wait_for_everyone()
 
     def load_checkpoint(self) -> bool:
+        """Resume from the newest checkpoint whose files all load; restart (False) when none does."""
         from safetensors.torch import load_file
 
-        path = self.run_dir / CHECKPOINT_DIR
-        if not (path / "trainer_state.json").exists():
-            return False
-        state = load_file(path / "trainable.safetensors")
-        missing = self.model.load_state_dict(state, strict=False).unexpected_keys
-        if missing:
-            raise TrainingError(f"{path}: checkpoint does not match the model (unexpected {missing[0]!r}); "
-                                f"delete it to restart the run")
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-        self.step = read_json(path / "trainer_state.json")["step"]
-        self.tracker.truncate_after(self.step)
-        logger.info(f"resumed from {path} at step {self.step}")
-        return True
-
+        candidates = checkpoint_candidates(self.run_dir)
+        for path in candidates:
+            try:
+                state = load_file(path / "trainable.safetensors")
+                optimizer_state = torch.load(path / "optimizer.pt", weights_only=True)
+                step = read_json(path / "trainer_state.json")["step"]
+            except Exception as e:  # any missing or truncated file (each library raises its own type)
+                logger.warning(f"{path}: incomplete checkpoint ({type(e).__name__}: {e}); trying an older one")
+                continue
+            unexpected = self.model.load_state_dict(state, strict=False).unexpected_keys
+            if unexpected:
+                raise TrainingError(f"{path}: checkpoint does not match the model (unexpected {unexpected[0]!r}); "
+                                    f"delete it to restart the run")
+            self.optimizer.load_state_dict(optimizer_state)
+            self.step = step
+            self.tracker.truncate_after(self.step)
+            logger.info(f"resumed from {path} at step {self.step}")
+            return True
+        if candidates:
+            logger.warning(f"{self.run_dir}: no complete checkpoint; restarting the run from step 0")
+        return False
 
 def train_examples(config: TrainConfig, run_dir: Path, model, tokenizer, train_set: Sequence[PreferenceExample], *,
                    eval_sets: Optional[dict] = None, callbacks: Sequence = ()) -> dict:

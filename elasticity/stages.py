@@ -19,7 +19,8 @@ from common.distributed import process_state
 from common.generation import generate
 from common.models import load_for_training, save_model
 from common.registry import SCORERS
-from common.tracking import logger, read_json, read_jsonl, write_json, write_jsonl
+from common.rundir import write_summary
+from common.tracking import logger, read_json, read_jsonl, write_jsonl
 from common.trainer import Trainer, TrainerCallback
 from elasticity.compression import CompressionCallback, EncodedTexts, encode_texts
 from elasticity.datasets import DATASETS, Example, evaluation_rows, format_prompt, with_label
@@ -41,7 +42,7 @@ def run_stage(stage_dir: Path, fn: Callable[[Path], dict]) -> dict:
     logger.info(f"stage: {stage_dir}")
     summary = {"status": "finished", **fn(stage_dir)}
     if state.is_main_process:
-        write_json(done, summary)
+        write_summary(stage_dir, summary)  # then drops the stage's trainer checkpoint
     state.wait_for_everyone()
     return summary
 

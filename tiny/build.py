@@ -17,6 +17,8 @@ import torch
 import transformers
 from transformers import LlamaForCausalLM
 
+from common.rundir import crash_point
+from common.tracking import logger
 from tiny.corpus import CORPUS_VERSION
 from tiny.corpus.instructions import instruction_records
 from tiny.corpus.mixtures import ASSISTANT_OPENERS, base_corpus_texts, chat_conversations
@@ -165,6 +167,29 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _recover_killed_build(out_dir: Path) -> None:
+    """Clean up after a killed build: a build killed between its two renames left no out_dir but one or two
+    complete copies (BUILD_INFO.json is written last); the newest goes back in place before the rest is deleted."""
+    leftovers = sorted(out_dir.parent.glob(f".{out_dir.name}.*-*"), key=lambda p: ".tmp-" not in p.name)
+    if not out_dir.exists():
+        complete = next((p for p in leftovers if _read_build_info(p) is not None), None)
+        if complete is not None:
+            logger.info(f"restoring {out_dir} from {complete}, left by a killed build")
+            complete.rename(out_dir)
+            leftovers.remove(complete)
+    for stale in leftovers:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """The build replaces out_dir whole: only an empty directory or an earlier build may be there."""
+    if out_dir.exists() and not out_dir.is_dir():  # the build would move the file aside and replace it
+        raise NotADirectoryError(f"{out_dir}: exists and is not a directory; name a directory to build into")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / BUILD_INFO_FILE).is_file():
+        raise FileExistsError(f"{out_dir}: is not a tiny-model build (no {BUILD_INFO_FILE}); the build would "
+                              f"replace it: name an empty or new --out_dir, or move its files away")
+
+
 def build_tiny_models(out_dir: Optional[str | os.PathLike] = None, force: bool = False, *,
                       config: TinyBuildConfig = TinyBuildConfig(), show_progress: bool = True) -> dict[str, str]:
     """Build tiny-base and tiny-chat into out_dir (default outputs/tiny_models); return name -> path.
@@ -174,8 +199,7 @@ def build_tiny_models(out_dir: Optional[str | os.PathLike] = None, force: bool =
     build never leaves half-written models behind; a lock file makes concurrent callers wait for it.
     """
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR
-    if out_dir.exists() and not out_dir.is_dir():  # the build would move the file aside and replace it
-        raise NotADirectoryError(f"{out_dir}: exists and is not a directory; name a directory to build into")
+    _check_replaceable(out_dir)
     build_hash = _build_hash(config)
     paths = {name: str(out_dir / name) for name in TINY_MODEL_NAMES}
     if not force and _is_cached(out_dir, build_hash):
@@ -183,10 +207,9 @@ def build_tiny_models(out_dir: Optional[str | os.PathLike] = None, force: bool =
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(out_dir.parent / f".{out_dir.name}.lock"):
-        if not force and _is_cached(out_dir, build_hash):  # another process built it while we waited
+        _recover_killed_build(out_dir)
+        if not force and _is_cached(out_dir, build_hash):  # built by another process while we waited, or restored
             return paths
-        for stale in out_dir.parent.glob(f".{out_dir.name}.*-*"):  # left by killed builds
-            shutil.rmtree(stale, ignore_errors=True)
         tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
         old_dir = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
         threads = torch.get_num_threads()
@@ -200,6 +223,7 @@ def build_tiny_models(out_dir: Optional[str | os.PathLike] = None, force: bool =
             (tmp_dir / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2))
             if out_dir.exists():
                 out_dir.rename(old_dir)
+            crash_point("tiny_build_moved_aside")  # old_dir and tmp_dir complete, out_dir missing
             tmp_dir.rename(out_dir)
         finally:
             torch.set_num_threads(threads)

@@ -207,3 +207,35 @@ def test_build_script_out_dir_that_is_a_file_is_one_error_line(tmp_path, capsys)
     assert target.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert main(["--out_dir", str(target / "sub")]) == 2  # cannot be created under a file
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def fake_build(path, build_hash, note):
+    for name in ("tiny-base", "tiny-chat"):
+        (path / name).mkdir(parents=True)
+        (path / name / "config.json").write_text("{}")
+    (path / BUILD_INFO_FILE).write_text(json.dumps({"build_hash": build_hash, "note": note}))
+
+
+def test_a_build_killed_between_its_renames_is_restored_not_deleted(tmp_path):
+    # What a kill between `out -> .old-PID` and `.tmp-PID -> out` leaves: no out dir, two complete copies.
+    from tiny.build import _build_hash
+
+    out = tmp_path / "tiny"
+    fake_build(tmp_path / ".tiny.old-11", _build_hash(MINI_BUILD), "old")
+    fake_build(tmp_path / ".tiny.tmp-11", _build_hash(MINI_BUILD), "new")
+    (tmp_path / ".tiny.tmp-12").mkdir()  # an incomplete build (no BUILD_INFO.json): deleted
+    build_tiny_models(out, config=MINI_BUILD, show_progress=False)  # restores instead of rebuilding
+    assert read_build_info(out)["note"] == "new"
+    assert not list(tmp_path.glob(".tiny.*-*"))
+
+
+def test_build_refuses_to_replace_a_directory_that_is_not_a_build(tmp_path, capsys):
+    from tiny.__main__ import main
+
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    assert main(["--out_dir", str(target), "--force"]) == 2
+    assert capsys.readouterr().err == (f"error: {target}: is not a tiny-model build (no {BUILD_INFO_FILE}); the build "
+                                       f"would replace it: name an empty or new --out_dir, or move its files away\n")
+    assert (target / "notes.txt").read_text() == "keep me"
