@@ -162,19 +162,17 @@ def parse_flags(parser: argparse.ArgumentParser, argv=None) -> dict[str, Any]:
 
 
 @exit_on_user_error
-def parse_options(prog: str, description: str, options_cls: type, argv=None, *,
-                  flag_names: Mapping[str, str] = None):
+def parse_options(prog: str, description: str, options_cls: type, argv=None):
     """Parse `argv` into an `options_cls` instance; bad flags exit with one `error:` line and status 2."""
     parser = make_parser(prog, description)
-    add_options(parser, options_cls, flag_names=flag_names)
-    return options_from_args(options_cls, parse_flags(parser, argv), prog=prog, flag_names=flag_names)
+    add_options(parser, options_cls)
+    return options_from_args(options_cls, parse_flags(parser, argv), prog=prog)
 
 
-def command_main(prog: str, description: str, options_cls: type, fn: Callable, argv=None, *,
-                 flag_names: Mapping[str, str] = None):
+def command_main(prog: str, description: str, options_cls: type, fn: Callable, argv=None):
     """The `main` of a command: parse the flags into `options_cls`, then return `fn(options)`; a UserError
     from either is one `error:` line and exit status 2."""
-    options = parse_options(prog, description, options_cls, argv, flag_names=flag_names)
+    options = parse_options(prog, description, options_cls, argv)
     return exit_on_user_error(fn)(options)
 
 
