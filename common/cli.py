@@ -100,13 +100,18 @@ def _required(f: dataclasses.Field) -> bool:
 
 
 def _help(f: dataclasses.Field, required: bool) -> str:
-    text = f.metadata.get("help", "").replace("%", "%%")  # argparse %-formats help texts
+    """The field's help, then its range and default: "examples per step (>= 1; default: 16)"."""
+    meta = f.metadata
+    notes = [] if meta.get("min") is None else [f"{'>' if meta.get('min_exclusive') else '>='} {meta['min']}"]
+    notes += [] if meta.get("max") is None else [f"<= {meta['max']}"]
     if required:
-        return f"{text} (required)".strip()
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    if default in (None, "", []):
-        return text or " "
-    return f"{text} (default: {json.dumps(default) if not isinstance(default, str) else default})".strip()
+        notes.append("required")
+    else:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if default not in (None, "", []):
+            notes.append(f"default: {default if isinstance(default, str) else json.dumps(default)}")
+    text = meta.get("help", "") + (f" ({'; '.join(notes)})" if notes else "")
+    return text.strip().replace("%", "%%") or " "  # argparse %-formats help texts
 
 
 def add_options(parser: argparse.ArgumentParser, options_cls: type, *, flag_names: Mapping[str, str] = None,

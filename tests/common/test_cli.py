@@ -85,9 +85,10 @@ def test_help_lists_every_flag_with_its_help_default_and_choices(capsys):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps the lines
     assert "a demo command" in out
     assert "--model MODEL the model to load (required)" in out
-    assert "--batch_size BATCH_SIZE examples per step (default: 16)" in out
+    assert "--batch_size BATCH_SIZE examples per step (>= 1; default: 16)" in out
     assert "--dtype {float32,bfloat16}" in out and "(default: float32)" in out
     assert "--trust_remote_code [true|false] allow hub code (default: false)" in out
+    assert "--lr LR (> 0; default: 0.001)" in out
     assert "--splits SPLITS [SPLITS ...]" in out and "100% of the threshold" in out
     assert out.index("--model MODEL the model") < out.index("--batch_size BATCH_SIZE examples")  # required first
 
