@@ -284,7 +284,8 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
         kwargs[name] = value
     config = cls(**kwargs)
     try:
-        config.validate()
+        if hasattr(config, "validate"):  # command-line option dataclasses may have no cross-field rule
+            config.validate()
     except FieldError as e:
         raise ConfigError(f"{loc(e.field)}: {e}") from None
     return config

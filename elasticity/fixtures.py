@@ -8,9 +8,11 @@ Each dataset is a directory holding `<split>.jsonl` named after the hub split th
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
+from common.cli import parse_options
+from common.config import option
 from common.tracking import write_jsonl
 from tiny.corpus.instructions import instruction_records
 from tiny.corpus.mixtures import base_corpus_texts
@@ -72,11 +74,14 @@ def write_fixtures(out_dir: Path = OUT_DIR) -> dict[str, Path]:
     return files
 
 
+@dataclass
+class FixtureOptions:
+    out_dir: str = option(str(OUT_DIR))
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out_dir", type=Path, default=OUT_DIR)
-    args = parser.parse_args(argv)
-    for name, path in write_fixtures(args.out_dir).items():
+    args = parse_options("python -m elasticity.fixtures", __doc__.splitlines()[0], FixtureOptions, argv)
+    for name, path in write_fixtures(Path(args.out_dir)).items():
         print(f"{name}: {path}")
 
 

@@ -14,13 +14,14 @@ the factor plots.
 """
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import common.results as shared
-from common.cli import exit_on_user_error
+from common.cli import exit_on_user_error, parse_options
+from common.config import option
 from common.errors import ConfigError
 
 # What the printer reads from each kind of run summary.
@@ -261,8 +262,6 @@ def report(experiments_dir: Path, plots_dir: Path, kl_epsilon: Optional[float] =
     import matplotlib
 
     matplotlib.use("Agg")
-    if kl_epsilon is not None and not kl_epsilon > 0:
-        raise ConfigError(f"--kl_epsilon: expected a number > 0, got {kl_epsilon}")
     if not experiments_dir.is_dir():
         raise ConfigError(f"{experiments_dir}: no such directory")
     runs, unfinished = find_runs(experiments_dir)
@@ -301,14 +300,19 @@ def report(experiments_dir: Path, plots_dir: Path, kl_epsilon: Optional[float] =
     return "\n\n".join(sections), plots
 
 
+@dataclass
+class ResultsOptions:
+    experiments_dir: str = option(help="the plan's outputs_dir")
+    plots_dir: Optional[str] = option(None, help="where the PNGs go (default: EXPERIMENTS_DIR/plots)")
+    kl_epsilon: Optional[float] = option(None, min=0, min_exclusive=True,
+                                         help="Table 3 at this threshold instead of the runs' kl_epsilon")
+
+
 @exit_on_user_error
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m elasticity.results", description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments_dir", required=True, type=Path, help="the plan's outputs_dir")
-    parser.add_argument("--plots_dir", type=Path, help="where the PNGs go (default: EXPERIMENTS_DIR/plots)")
-    parser.add_argument("--kl_epsilon", type=float, help="Table 3 at this threshold instead of the runs' kl_epsilon")
-    args = parser.parse_args(argv)
-    text, plots = report(args.experiments_dir, args.plots_dir or args.experiments_dir / "plots", args.kl_epsilon)
+    args = parse_options("python -m elasticity.results", __doc__.splitlines()[0], ResultsOptions, argv)
+    experiments_dir = Path(args.experiments_dir)
+    text, plots = report(experiments_dir, Path(args.plots_dir or experiments_dir / "plots"), args.kl_epsilon)
     print(text)
     print("\nplots: " + ", ".join(str(p) for p in plots))
 

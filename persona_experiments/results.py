@@ -12,10 +12,11 @@ the statistics (and counted) unless --keep_loss_increase.
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
-from common.cli import exit_on_user_error
+from common.cli import exit_on_user_error, parse_options
+from common.config import option
 from common.errors import DataError
 from common.results import format_table
 from persona_experiments.analysis import (
@@ -123,14 +124,17 @@ def print_results(experiments_dir: str, *, keep_loss_increase: bool = False, plo
     return summaries
 
 
+@dataclass
+class ResultsOptions:
+    experiments_dir: str = option(help="directory of finished runs (may be nested)")
+    keep_loss_increase: bool = option(False, help="keep runs whose training loss rose at some step (left out by "
+                                                  "default, as in the paper)")
+    no_plots: bool = option(False, help="print the tables only")
+
+
 @exit_on_user_error
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m persona_experiments.results", description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments_dir", required=True, help="directory of finished runs (may be nested)")
-    parser.add_argument("--keep_loss_increase", action="store_true",
-                        help="keep runs whose training loss rose at some step (left out by default, as in the paper)")
-    parser.add_argument("--no_plots", action="store_true", help="print the tables only")
-    args = parser.parse_args(argv)
+    args = parse_options("python -m persona_experiments.results", __doc__.splitlines()[0], ResultsOptions, argv)
     print_results(args.experiments_dir, keep_loss_increase=args.keep_loss_increase, plots=not args.no_plots)
 
 

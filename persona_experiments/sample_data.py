@@ -9,21 +9,26 @@ paper plans' default `dataset`).
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
+from common.cli import parse_options
+from common.config import option
 from common.tracking import write_jsonl
 from tiny.corpus.persona import persona_records
 
 SAMPLE_PATH = Path(__file__).resolve().parent.parent / "data_files" / "persona" / "ends-justify-means-sample.jsonl"
 
 
+@dataclass
+class SampleOptions:
+    num_rows: int = option(200, min=1)
+    seed: int = option(0)
+    output: str = option(str(SAMPLE_PATH))
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num_rows", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default=str(SAMPLE_PATH))
-    args = parser.parse_args(argv)
+    args = parse_options("python -m persona_experiments.sample_data", __doc__.splitlines()[0], SampleOptions, argv)
     write_jsonl(args.output, persona_records(args.num_rows, args.seed))
     print(f"wrote {args.num_rows} rows to {args.output}")
 

@@ -14,8 +14,8 @@ are an error.
 """
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +23,8 @@ import torch
 
 from ches.measures import similarity_rows
 from ches.similarity_file import FILE_NAME, append_rows, drop_partial_last_line, read_similarities
-from common.cli import exit_on_user_error
+from common.cli import command_main
+from common.config import option
 from common.data import subsample
 from common.errors import ConfigError, DataError
 from common.tracking import logger, read_json, setup_console_logging, write_json
@@ -37,31 +38,26 @@ def similarity_dir(output_dir: str | Path, model: str, dataset: str) -> Path:
     return Path(output_dir) / f"{Path(model.rstrip('/')).name}_{Path(dataset.rstrip('/')).stem}"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pref_similarity.compute", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="hub id or local path of a causal LM")
-    p.add_argument("--dataset", required=True, help="hub id, .jsonl/.json file or directory of a preference set")
-    p.add_argument("--output_dir", default="outputs/pref_similarity")
-    p.add_argument("--format", default="auto", choices=FORMATS, help="preference set format (auto: from the fields)")
-    p.add_argument("--split", default="", help="default: train_prefs / preference for the paper's hub datasets, else train")
-    p.add_argument("--dataset_config", default="", help="hub dataset config name (default for AlpacaFarm: "
-                                                        "alpaca_human_preference)")
-    p.add_argument("--num_train_samples", type=int, default=-1, help="examples drawn at random; -1 = all")
-    p.add_argument("--train_samples_random_seed", type=int, default=0)
-    p.add_argument("--max_input_length", type=int, default=512,
-                   help="drop examples whose prompt + longer response exceeds this many tokens; -1 = no limit")
-    p.add_argument("--use_chat_template", choices=["auto", "true", "false"], default="auto",
-                   help="auto: use the tokenizer's chat template when it has one")
-    p.add_argument("--layer", type=int, default=-1, help="hidden layer of CHES and the last-hidden inner product")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="weights dtype (hidden-state sums are accumulated in float32 either way)")
-    p.add_argument("--batch_size", type=int, default=16, help="sequences per forward (pairs per appended chunk)")
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--trust_remote_code", action="store_true")
-    args = p.parse_args(argv)
-    if args.batch_size < 1:
-        p.error("--batch_size must be >= 1")
-    return args
+@dataclass
+class ComputeOptions:
+    model: str = option(help="hub id or local path of a causal LM")
+    dataset: str = option(help="hub id, .jsonl/.json file or directory of a preference set")
+    output_dir: str = option("outputs/pref_similarity")
+    format: str = option("auto", choices=list(FORMATS), help="preference set format (auto: from the fields)")
+    split: str = option("", help="default: train_prefs / preference for the paper's hub datasets, else train")
+    dataset_config: str = option("", help="hub dataset config name (default for AlpacaFarm: alpaca_human_preference)")
+    num_train_samples: int = option(-1, help="examples drawn at random; -1 = all")
+    train_samples_random_seed: int = option(0)
+    max_input_length: int = option(512, help="drop examples whose prompt + longer response exceeds this many "
+                                             "tokens; -1 = no limit")
+    use_chat_template: str = option("auto", choices=["auto", "true", "false"],
+                                    help="auto: use the tokenizer's chat template when it has one")
+    layer: int = option(-1, help="hidden layer of CHES and the last-hidden inner product")
+    dtype: str = option("float32", choices=["float32", "bfloat16", "float16"],
+                        help="weights dtype (hidden-state sums are accumulated in float32 either way)")
+    batch_size: int = option(16, min=1, help="sequences per forward (pairs per appended chunk)")
+    device: str = option("auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+    trust_remote_code: bool = option(False)
 
 
 def chat_template_flag(value: str) -> Optional[bool]:
@@ -102,19 +98,18 @@ def check_settings(out_dir: Path, settings: dict) -> None:
                           f"choose another --output_dir or delete that directory")
 
 
-@exit_on_user_error
-def main(argv=None) -> Path:
+def compute(args: ComputeOptions) -> Path:
     from tqdm.auto import tqdm
 
     from common.models import load_for_inference
 
-    args = parse_args(argv)
     setup_console_logging()
     started = time.time()
     out_dir = similarity_dir(args.output_dir, args.model, args.dataset)
     settings = {"model": args.model, "dataset": dataset_identity(args.dataset), "format": args.format,
                 "split": args.split, "dataset_config": args.dataset_config,
-                "num_train_samples": args.num_train_samples, "train_samples_random_seed": args.train_samples_random_seed,
+                "num_train_samples": args.num_train_samples,
+                "train_samples_random_seed": args.train_samples_random_seed,
                 "max_input_length": args.max_input_length, "use_chat_template": args.use_chat_template,
                 "layer": args.layer, "dtype": args.dtype}
     check_settings(out_dir, settings)
@@ -154,6 +149,10 @@ def main(argv=None) -> Path:
                                      "seconds": round(time.time() - started, 1)})
     logger.info(f"wrote {path}")
     return out_dir
+
+
+def main(argv=None) -> Path:
+    return command_main("python -m pref_similarity.compute", __doc__.splitlines()[0], ComputeOptions, compute, argv)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ Files: `ultrafeedback_tiny.jsonl` (UltraFeedback binarized schema, chat-styled a
 """
 from __future__ import annotations
 
-import argparse
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from common.cli import parse_options
+from common.config import option
 from common.tracking import write_jsonl
 from tiny.corpus.instructions import instruction_records
 from tiny.corpus.mixtures import ASSISTANT_CLOSERS, ASSISTANT_OPENERS
@@ -134,8 +135,16 @@ def write_fixtures(out_dir: str | Path = OUT_DIR) -> dict[str, Path]:
     return {name: out_dir / name for name in files}
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out_dir", default=str(OUT_DIR))
-    for path in write_fixtures(parser.parse_args().out_dir).values():
+@dataclass
+class FixtureOptions:
+    out_dir: str = option(str(OUT_DIR))
+
+
+def main(argv=None) -> None:
+    args = parse_options("python -m pref_similarity.fixtures", __doc__.splitlines()[0], FixtureOptions, argv)
+    for path in write_fixtures(args.out_dir).values():
         print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,15 +12,16 @@ panel per table, one line per measure) and `figure2.csv` into DIR (`figure2_<met
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from ches.similarity_file import MEASURES
-from common.cli import exit_on_user_error
+from common.cli import exit_on_user_error, parse_options
+from common.config import option
 from common.errors import DataError
 from common.results import find_runs, format_table
 from common.tracking import read_jsonl
@@ -131,12 +132,15 @@ def plot(table: dict, metric: str, path: Path) -> None:
     plt.close(fig)
 
 
+@dataclass
+class ResultsOptions:
+    experiments_dir: str = option(help="directory holding the runs (searched recursively)")
+    metric: str = option(DEFAULT_METRIC, help="eval field to tabulate")
+
+
 @exit_on_user_error
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m pref_similarity.results", description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments_dir", required=True, help="directory holding the runs (searched recursively)")
-    parser.add_argument("--metric", default=DEFAULT_METRIC, help="eval field to tabulate")
-    args = parser.parse_args(argv)
+    args = parse_options("python -m pref_similarity.results", __doc__.splitlines()[0], ResultsOptions, argv)
     experiments_dir = Path(args.experiments_dir)
     if not experiments_dir.is_dir():
         raise DataError(f"{experiments_dir}: no such directory")

@@ -15,13 +15,13 @@ its judge score) and summary.json (counts of refusals, ties and unparseable judg
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-import torch
-
-from common.cli import exit_on_user_error
+from common.cli import exit_on_user_error, parse_options
+from common.config import FieldError, option
 from common.errors import ConfigError
 from common.generation import generate
 from common.judges import DEFAULT_JUDGE
@@ -40,51 +40,43 @@ from sorrybench.data import (
     read_preference_split,
 )
 from sorrybench.preferences import build_preferences, gold_preferences, split_rows
-from sorrybench.refusal import check_sampling_args
+from sorrybench.refusal import SamplingOptions
 
 DEFAULT_OUTPUT_ROOT = Path("outputs/sorrybench/datasets")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m sorrybench.create_dataset", description=__doc__.splitlines()[0])
-    p.add_argument("--model", help="hub id or path of the chat model that samples the responses "
-                                   "(leave out to only build gold files for an existing --output_dir)")
-    p.add_argument("--judge", default="sorrybench_judge",
-                   help=f"scorer name or JSON spec (default: sorrybench_judge = {DEFAULT_JUDGE}); "
-                        "keyword_refusal is the offline stand-in")
-    p.add_argument("--use_rm", action="store_true", help="break ties with --reward_model instead of a seeded coin")
-    p.add_argument("--reward_model", default="pairrm",
-                   help='"pairrm" (llm-blender/PairRM) or a scorer JSON spec, e.g. '
-                        '\'{"type": "hf_reward_model", "model": "..."}\'')
-    p.add_argument("--seed", type=int, default=128, help="seeds sampling, tie-breaking, the split and gold picks")
-    p.add_argument("--prompts", default=SORRY_BENCH, help="SORRY-Bench hub id or a local jsonl in its schema")
-    p.add_argument("--prompts_split", default="train")
-    p.add_argument("--prompt_style", default="base", help='keep rows of this prompt_style ("" = all)')
-    p.add_argument("--max_prompts", type=int, default=-1, help="use the first N prompts (-1 = all)")
-    p.add_argument("--test_fraction", type=float, default=0.15)
-    p.add_argument("--human_judgments", help=f"human-judgment jsonl or hub id (e.g. {HUMAN_JUDGMENTS}) for gold pairs")
-    p.add_argument("--human_judgments_splits", nargs="+", default=["train"],
-                   help="hub splits of the human judgments to pool (e.g. train test)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top_p", type=float, default=1.0)
-    p.add_argument("--max_new_tokens", type=int, default=512)
-    p.add_argument("--batch_size", type=int, default=16, help="prompts per generation batch")
-    p.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32",
-                   choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--device", default=None, help="device of the sampling model (default: cuda if available)")
-    p.add_argument("--trust_remote_code", action="store_true")
-    p.add_argument("--output_dir", help=f"default: {DEFAULT_OUTPUT_ROOT}/<model name>")
-    p.add_argument("--force", action="store_true", help="overwrite an existing preference set")
-    return p.parse_args(argv)
+@dataclass(kw_only=True)
+class CreateDatasetOptions(SamplingOptions):
+    model: Optional[str] = option(None, help="hub id or path of the chat model that samples the responses "
+                                             "(leave out to only build gold files for an existing --output_dir)")
+    judge: str = option("sorrybench_judge", help=f"scorer name or JSON spec (default: sorrybench_judge = "
+                                                 f"{DEFAULT_JUDGE}); keyword_refusal is the offline stand-in")
+    use_rm: bool = option(False, help="break ties with --reward_model instead of a seeded coin")
+    reward_model: str = option("pairrm", help='"pairrm" (llm-blender/PairRM) or a scorer JSON spec, e.g. '
+                                              '\'{"type": "hf_reward_model", "model": "..."}\'')
+    seed: int = option(128, help="seeds sampling, tie-breaking, the split and gold picks")
+    prompts: str = option(SORRY_BENCH, help="SORRY-Bench hub id or a local jsonl in its schema")
+    prompts_split: str = option("train")
+    prompt_style: str = option("base", help='keep rows of this prompt_style ("" = all)')
+    test_fraction: float = option(0.15, help="share of the prompts in test.jsonl (between 0 and 1)")
+    human_judgments: Optional[str] = option(None, help=f"human-judgment jsonl or hub id (e.g. {HUMAN_JUDGMENTS}) "
+                                                       "for gold pairs")
+    human_judgments_splits: list[str] = option(["train"], help="hub splits of the human judgments to pool "
+                                                               "(e.g. train test)")
+    temperature: float = option(1.0, min=0)
+    output_dir: Optional[str] = option(None, help=f"default: {DEFAULT_OUTPUT_ROOT}/<model name>")
+    force: bool = option(False, help="overwrite an existing preference set")
+
+    def validate(self) -> None:
+        if not self.model and not (self.output_dir and self.human_judgments):
+            raise FieldError("model", "give --model to build a preference set, or --output_dir and "
+                                      "--human_judgments to add gold pairs to an existing one")
+        super().validate()
+        if not 0 < self.test_fraction < 1:
+            raise FieldError("test_fraction", f"must be between 0 and 1, got {self.test_fraction}")
 
 
-def check_args(args) -> Path:
-    if not args.model and not (args.output_dir and args.human_judgments):
-        raise ConfigError("give --model to build a preference set, or --output_dir and --human_judgments to "
-                          "add gold pairs to an existing one")
-    check_sampling_args(args)
-    if not 0 < args.test_fraction < 1:
-        raise ConfigError(f"--test_fraction must be between 0 and 1, got {args.test_fraction}")
+def check_args(args: CreateDatasetOptions) -> Path:
     out = Path(args.output_dir) if args.output_dir else DEFAULT_OUTPUT_ROOT / model_dir_name(args.model)
     if args.model:
         args.judge = parse_spec(args.judge)
@@ -166,7 +158,7 @@ def create(args, out: Path) -> dict:
 
 @exit_on_user_error
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = parse_options("python -m sorrybench.create_dataset", __doc__.splitlines()[0], CreateDatasetOptions, argv)
     setup_console_logging()
     out = check_args(args)
     if args.model:

@@ -10,21 +10,19 @@ measures it again).
 """
 from __future__ import annotations
 
-import argparse
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
-from common.cli import exit_on_user_error
+from common.cli import exit_on_user_error, parse_options
+from common.config import option
 from common.models import free_memory, load_for_inference
 from common.registry import SCORERS, parse_spec
 from common.tracking import logger, setup_console_logging
 from sorrybench.data import model_dir_name, split_prompts
 from sorrybench.refusal import (
+    SamplingOptions,
     SamplingSettings,
-    check_sampling_args,
     flatten,
     format_rate,
     judge_responses,
@@ -34,24 +32,13 @@ from sorrybench.refusal import (
 )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m sorrybench.evaluate_refusal", description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", required=True, help="hub ids or paths of the models to evaluate")
-    p.add_argument("--dataset_path", required=True, help="directory with train.jsonl and test.jsonl")
-    p.add_argument("--output_dir", default="outputs/sorrybench/refusal_rates")
-    p.add_argument("--judge", default="sorrybench_judge", help="scorer name or JSON spec (keyword_refusal offline)")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top_p", type=float, default=1.0)
-    p.add_argument("--max_new_tokens", type=int, default=512)
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max_prompts", type=int, default=-1, help="first N prompts of each split (-1 = all)")
-    p.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32",
-                   choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--device", default=None, help="device of the evaluated models (default: cuda if available)")
-    p.add_argument("--trust_remote_code", action="store_true")
-    p.add_argument("--force", action="store_true", help="measure models that already have results again")
-    return p.parse_args(argv)
+@dataclass(kw_only=True)
+class EvaluateRefusalOptions(SamplingOptions):
+    models: list[str] = option(help="hub ids or paths of the models to evaluate")
+    dataset_path: str = option(help="directory with train.jsonl and test.jsonl")
+    output_dir: str = option("outputs/sorrybench/refusal_rates")
+    judge: str = option("sorrybench_judge", help="scorer name or JSON spec (keyword_refusal offline)")
+    force: bool = option(False, help="measure models that already have results again")
 
 
 def sample_model(name: str, prompts: list[str], settings: SamplingSettings, args) -> list[str]:
@@ -65,11 +52,11 @@ def sample_model(name: str, prompts: list[str], settings: SamplingSettings, args
 
 @exit_on_user_error
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = parse_options("python -m sorrybench.evaluate_refusal", __doc__.splitlines()[0], EvaluateRefusalOptions,
+                         argv)
     setup_console_logging()
     judge_spec = parse_spec(args.judge)
     SCORERS.check(judge_spec)
-    check_sampling_args(args)
     prompts_by_split = split_prompts(args.dataset_path, args.max_prompts)
     prompts = [row["prompt"] for _, row in flatten(prompts_by_split)]
     settings = SamplingSettings(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,

@@ -11,9 +11,11 @@ Deterministic: the files in the repository are what this writes (a test checks i
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
+from common.cli import parse_options
+from common.config import option
 from common.tracking import write_jsonl
 from tiny.corpus.refusals import harmful_records
 
@@ -57,7 +59,15 @@ def write_fixtures(output_dir: Path = OUTPUT_DIR) -> None:
     write_jsonl(output_dir / "human_judgments_sample.jsonl", judgments)
 
 
+@dataclass
+class FixtureOptions:
+    output_dir: str = option(str(OUTPUT_DIR))
+
+
+def main(argv=None) -> None:
+    write_fixtures(Path(parse_options("python -m sorrybench.fixtures", __doc__.splitlines()[0], FixtureOptions,
+                                      argv).output_dir))
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", type=Path, default=OUTPUT_DIR)
-    write_fixtures(parser.parse_args().output_dir)
+    main()

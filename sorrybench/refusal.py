@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from common.errors import ConfigError
+import torch
+
+from common.config import FieldError, option
 from common.generation import generate
 from common.models import free_memory
 from common.registry import SCORERS
@@ -31,17 +33,24 @@ class SamplingSettings:
     use_chat_template: Optional[bool] = None
 
 
-def check_sampling_args(args) -> None:
-    """ConfigError for sampling flags generation would reject with a traceback (or silently misuse)."""
-    if args.temperature < 0:
-        raise ConfigError(f"--temperature must be >= 0, got {args.temperature}")
-    if not 0 < args.top_p <= 1:
-        raise ConfigError(f"--top_p must be in (0, 1], got {args.top_p}")
-    for flag in ("max_new_tokens", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    if args.max_prompts == 0 or args.max_prompts < -1:
-        raise ConfigError(f"--max_prompts must be -1 (all) or a positive count, got {args.max_prompts}")
+@dataclass
+class SamplingOptions:
+    """The sampling flags of create_dataset and evaluate_refusal, checked before any model loads."""
+
+    temperature: float = option(0.7, min=0)
+    top_p: float = option(1.0, min=0, min_exclusive=True, max=1)
+    max_new_tokens: int = option(512, min=1)
+    batch_size: int = option(16, min=1, help="prompts per generation batch")
+    seed: int = option(0)
+    max_prompts: int = option(-1, help="use the first N prompts (of each split); -1 = all")
+    dtype: str = option("bfloat16" if torch.cuda.is_available() else "float32",
+                        choices=["float32", "bfloat16", "float16"])
+    device: Optional[str] = option(None, help="device of the sampled model(s) (default: cuda if available)")
+    trust_remote_code: bool = option(False)
+
+    def validate(self) -> None:
+        if self.max_prompts == 0 or self.max_prompts < -1:
+            raise FieldError("max_prompts", f"expected -1 (all) or a positive count, got {self.max_prompts}")
 
 
 def flatten(prompts_by_split: dict[str, Sequence[dict]]) -> list[tuple[str, dict]]:

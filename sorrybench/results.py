@@ -9,16 +9,17 @@ after training in each setting, on the train and test prompts.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import common.results as shared
-from common.cli import exit_on_user_error
+from common.cli import exit_on_user_error, parse_options
+from common.config import option
 from common.errors import ConfigError, DataError
 from sorrybench.data import SPLITS
 from sorrybench.refusal import format_rate
@@ -136,12 +137,15 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+@dataclass
+class ResultsOptions:
+    experiments_dir: str = option(help="directory holding sorrybench run directories")
+    plot: Optional[str] = option(None, help="PNG path (default: <experiments_dir>/refusal_rates.png)")
+
+
 @exit_on_user_error
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sorrybench.results", description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments_dir", required=True, help="directory holding sorrybench run directories")
-    parser.add_argument("--plot", help="PNG path (default: <experiments_dir>/refusal_rates.png)")
-    args = parser.parse_args(argv)
+    args = parse_options("python -m sorrybench.results", __doc__.splitlines()[0], ResultsOptions, argv)
     root = Path(args.experiments_dir)
     if not root.is_dir():
         raise ConfigError(f"{root}: no such directory")

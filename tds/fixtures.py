@@ -8,8 +8,10 @@ Writes benign instructions (the tiny corpus's Alpaca-like tasks) and harmful req
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
+from common.cli import parse_options
+from common.config import option
 from common.tracking import write_jsonl
 from tiny.corpus.instructions import instruction_records
 from tiny.corpus.refusals import harmful_records
@@ -25,10 +27,13 @@ def instruction_rows(num_benign: int = 40, num_harmful: int = 24, seed: int = FI
     return [{"id": f"{row['kind']}-{i}", **row} for i, row in enumerate(rows)]
 
 
+@dataclass
+class FixtureOptions:
+    output: str = option("data_files/tds/instructions.jsonl")
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tds.fixtures", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="data_files/tds/instructions.jsonl")
-    args = parser.parse_args(argv)
+    args = parse_options("python -m tds.fixtures", __doc__.splitlines()[0], FixtureOptions, argv)
     rows = instruction_rows()
     write_jsonl(args.output, rows)
     print(f"wrote {len(rows)} instructions to {args.output}")

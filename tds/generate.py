@@ -10,10 +10,11 @@ so that `python -m tds` teacher-forces the response under exactly the prompt tha
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from typing import Sequence
 
-from common.cli import exit_on_user_error
+from common.cli import command_main
+from common.config import option
 from common.generation import generate
 from common.tracking import setup_console_logging, write_jsonl
 from tds.inputs import aligned_prompt_text
@@ -36,28 +37,28 @@ def generate_responses(model, tokenizer, items: Sequence[tuple[str, str]], *, ge
             for (item_id, instruction), text, output in zip(items, texts, outputs)]
 
 
-@exit_on_user_error
-def main(argv=None) -> None:
+@dataclass(kw_only=True)
+class GenerateOptions:
+    model: str = option(help="the aligned model (hub id or local path)")
+    data: str = option(help="jsonl/json of instructions, or a hub dataset id")
+    split: str = option("train")
+    output: str = option(help="the jsonl file to write")
+    num_examples: int = option(-1, help="first N instructions; -1 = all")
+    max_new_tokens: int = option(512, min=1)
+    batch_size: int = option(16, min=1)
+    aligned_template: str = option("chat", help="'chat', 'vicuna' or a text with {{ instruction }}")
+    system_prompt: str = option("")
+    dtype: str = option("float32", choices=["float32", "bfloat16", "float16"])
+    trust_remote_code: bool = option(False)
+
+
+def generate_file(args: GenerateOptions) -> None:
     from common.data import load_records
     from common.distributed import process_state
     from common.models import load_for_inference
     from tds.inputs import read_instructions
 
-    parser = argparse.ArgumentParser(prog="python -m tds.generate", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="the aligned model (hub id or local path)")
-    parser.add_argument("--data", required=True, help="jsonl/json of instructions, or a hub dataset id")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--output", required=True, help="the jsonl file to write")
-    parser.add_argument("--num_examples", type=int, default=-1, help="first N instructions; -1 = all")
-    parser.add_argument("--max_new_tokens", type=int, default=512)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--aligned_template", default="chat", help="'chat', 'vicuna' or a text with {{ instruction }}")
-    parser.add_argument("--system_prompt", default="")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--trust_remote_code", action="store_true")
-    args = parser.parse_args(argv)
     setup_console_logging()
-
     items = read_instructions(load_records(args.data, split=args.split), args.data)
     items = items[:args.num_examples] if args.num_examples >= 0 else items
     model, tokenizer = load_for_inference(args.model, dtype=args.dtype, device=process_state().device,
@@ -67,6 +68,10 @@ def main(argv=None) -> None:
                               batch_size=args.batch_size)
     write_jsonl(args.output, rows)
     print(f"wrote {len(rows)} responses to {args.output}")
+
+
+def main(argv=None) -> None:
+    command_main("python -m tds.generate", __doc__.splitlines()[0], GenerateOptions, generate_file, argv)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ and every number (tds_results.json) go to --plots_dir (default: the analysis dir
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 import common.results as shared
-from common.cli import exit_on_user_error
+from common.cli import exit_on_user_error, parse_options
+from common.config import option
 from common.errors import ConfigError
 from common.tracking import read_json, write_json
 from tds import statistics
@@ -163,20 +165,19 @@ def default_plots_dir(dirs: list[Path]) -> Path:
     return dirs[0] if len(dirs) == 1 else dirs[0].parent / "tds_comparison"
 
 
+@dataclass
+class ResultsOptions:
+    analysis_dir: list[str] = option([], help="finished python -m tds run directories")
+    experiments_dir: Optional[str] = option(None, help="or: every finished tds run under this directory")
+    plots_dir: Optional[str] = option(None)
+    top_tokens: int = option(15, min=1, help="rows of each most-shifted-tokens table")
+    max_position: int = option(100, min=1, help="x range of the by-position plots")
+    relative_bins: int = option(10, min=1, help="buckets of the relative-position table and plot")
+
+
 @exit_on_user_error
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tds.results", description=__doc__.splitlines()[0])
-    parser.add_argument("--analysis_dir", nargs="+", default=[], help="finished python -m tds run directories")
-    parser.add_argument("--experiments_dir", help="or: every finished tds run under this directory")
-    parser.add_argument("--plots_dir", default=None)
-    parser.add_argument("--top_tokens", type=int, default=15)
-    parser.add_argument("--max_position", type=int, default=100, help="x range of the by-position plots")
-    parser.add_argument("--relative_bins", type=int, default=10)
-    args = parser.parse_args(argv)
-    for flag in ("top_tokens", "max_position", "relative_bins"):  # 0 or less: silently empty or cut tables
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag}: expected a value >= 1, got {getattr(args, flag)}")
-
+    args = parse_options("python -m tds.results", __doc__.splitlines()[0], ResultsOptions, argv)
     analyses = [Analysis(d) for d in args.analysis_dir + analysis_dirs(args.experiments_dir)]
     if not analyses:
         raise ConfigError("give --analysis_dir DIR [DIR ...] or --experiments_dir DIR")

@@ -10,15 +10,17 @@ embedded JSON with <, >, & as \\u escapes; the script writes them with textConte
 """
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from common.cli import exit_on_user_error
+from common.cli import command_main
+from common.config import option
 from common.tracking import atomic_write_text, read_json
 from tds.analysis import CATEGORY_NAMES
 from tds.storage import EXAMPLE_TABLE, TOKEN_TABLE, read_table, read_token_strings
@@ -149,15 +151,19 @@ def write_viewer(analysis_dir: str | Path, output_dir: str | Path | None = None,
     return index
 
 
-@exit_on_user_error
+@dataclass
+class ViewerOptions:
+    analysis_dir: str = option(help="a finished python -m tds run directory")
+    output_dir: Optional[str] = option(None, help="default: ANALYSIS_DIR/viewer")
+    max_examples: int = option(200, min=0)
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tds.viewer", description=__doc__.splitlines()[0])
-    parser.add_argument("--analysis_dir", required=True, help="a finished python -m tds run directory")
-    parser.add_argument("--output_dir", default=None, help="default: ANALYSIS_DIR/viewer")
-    parser.add_argument("--max_examples", type=int, default=200)
-    args = parser.parse_args(argv)
-    index = write_viewer(args.analysis_dir, args.output_dir, max_examples=args.max_examples)
-    print(f"open {index.resolve().as_uri()}")
+    def write(args: ViewerOptions) -> None:
+        index = write_viewer(args.analysis_dir, args.output_dir, max_examples=args.max_examples)
+        print(f"open {index.resolve().as_uri()}")
+
+    command_main("python -m tds.viewer", __doc__.splitlines()[0], ViewerOptions, write, argv)
 
 
 if __name__ == "__main__":

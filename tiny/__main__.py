@@ -5,20 +5,26 @@
 A no-op when the cached build matches the current code and config (see tiny/build.py).
 """
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+from common.cli import parse_options
+from common.config import option
 from tiny.build import build_tiny_models, read_build_info
 
 
+@dataclass
+class BuildOptions:
+    force: bool = option(False, help="rebuild even when the cached build matches")
+    out_dir: Optional[str] = option(None, help="output directory (default: outputs/tiny_models)")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tiny", description=__doc__.splitlines()[0])
-    parser.add_argument("--force", action="store_true", help="rebuild even when the cached build matches")
-    parser.add_argument("--out_dir", default=None, help="output directory (default: outputs/tiny_models)")
-    args = parser.parse_args(argv)
+    args = parse_options("python -m tiny", __doc__.splitlines()[0], BuildOptions, argv)
 
     start = time.time()
     before = read_build_info(args.out_dir)

@@ -5,10 +5,11 @@ log-prob changes on the training set after training (the run's summary.json).
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
-from common.cli import exit_on_user_error
+from common.cli import exit_on_user_error, parse_options
+from common.config import option
 from common.errors import DataError
 from common.results import find_runs, format_table
 
@@ -31,11 +32,14 @@ def run_rows(experiments_dir: str | Path) -> tuple[list[list], int]:
     return rows, len(found.unfinished)
 
 
+@dataclass
+class ResultsOptions:
+    experiments_dir: str = option(help="directory holding the runs (searched recursively)")
+
+
 @exit_on_user_error
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m train_preferences.results", description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments_dir", required=True, help="directory holding the runs (searched recursively)")
-    args = parser.parse_args(argv)
+    args = parse_options("python -m train_preferences.results", __doc__.splitlines()[0], ResultsOptions, argv)
     rows, unfinished = run_rows(args.experiments_dir)
     if not rows:
         raise DataError(f"{args.experiments_dir}: no finished train_preferences run (config.json and summary.json)"

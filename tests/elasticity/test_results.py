@@ -109,8 +109,8 @@ def test_runs_named_after_hub_ids_get_their_own_plots(tmp_path):
 @pytest.mark.parametrize("summary_text, args, message", [
     ("{bad", [], "summary.json: invalid JSON"),
     ('{"status": "finished"}', [], "summary.json: not an elasticity rebound summary (no 'dataset', 'curves'"),
-    (None, ["--kl_epsilon", "-1"], "--kl_epsilon: expected a number > 0, got -1.0"),
-    (None, ["--kl_epsilon", "0"], "--kl_epsilon: expected a number > 0, got 0.0"),
+    (None, ["--kl_epsilon", "-1"], "--kl_epsilon: expected a value > 0, got -1.0"),
+    (None, ["--kl_epsilon", "0"], "--kl_epsilon: expected a value > 0, got 0.0"),
 ])
 def test_bad_summaries_and_flags_are_one_line_errors(tmp_path, capsys, summary_text, args, message):
     run = write_run(tmp_path, "r", {"experiment": "rebound", "model": "m", "dataset": "imdb",

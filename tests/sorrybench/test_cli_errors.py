@@ -64,11 +64,12 @@ def test_results_errors(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--batch_size", "0"], "--batch_size must be >= 1, got 0"),
-    (["--max_new_tokens", "0"], "--max_new_tokens must be >= 1, got 0"),
-    (["--top_p", "1.5"], "--top_p must be in (0, 1], got 1.5"),
-    (["--temperature", "-1"], "--temperature must be >= 0, got -1.0"),
-    (["--max_prompts", "0"], "--max_prompts must be -1 (all) or a positive count, got 0"),
+    (["--batch_size", "0"], "--batch_size: expected a value >= 1, got 0"),
+    (["--max_new_tokens", "0"], "--max_new_tokens: expected a value >= 1, got 0"),
+    (["--top_p", "1.5"], "--top_p: expected a value <= 1, got 1.5"),
+    (["--top_p", "0"], "--top_p: expected a value > 0, got 0.0"),
+    (["--temperature", "-1"], "--temperature: expected a value >= 0, got -1.0"),
+    (["--max_prompts", "0"], "--max_prompts: expected -1 (all) or a positive count, got 0"),
 ])
 def test_bad_sampling_flags_stop_before_any_model_loads(tmp_path, capsys, flags, message):
     """These used to reach generate() (after the model loaded) and end in a traceback, or pass silently."""
