@@ -71,7 +71,9 @@ def test_scorer_reads_the_dataset_prompt_without_the_prompt_template(rebound_run
     # The model answers "Review: <first words>"; a scorer with its own template (the BeaverTails cost model's
     # "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}") must get the bare prompt, not the
     # formatted one, or it would read the template twice. 1 base + 2 positive + 4 negative stages, 6 prompts each.
-    config = ReboundConfig(**read_json(rebound_run / "config.json"))
+    stored = read_json(rebound_run / "config.json")
+    assert stored.pop("study") == "elasticity"
+    config = ReboundConfig(**stored)
     questions = [e.prompt for e in load_splits(config).heldout[:6]]
     seen = json.loads((rebound_run.parent / "scorer_prompts.json").read_text())
     assert seen == questions * 7 and not any(q.startswith("Review: ") for q in questions)
