@@ -114,6 +114,9 @@ class TrainConfig(RunConfig):
 
         if self.objective not in LOSSES:
             raise FieldError("objective", f"unknown loss {self.objective!r}; choose one of {sorted(LOSSES)}")
+        if self.objective == "cross_entropy" and self.sft_coeff:
+            raise FieldError("sft_coeff", "objective cross_entropy is the SFT loss already (sft_coeff would count "
+                                          "it twice); leave sft_coeff 0 or scale the lr")
         if self.objective == "robust" and not self.label_smoothing < 0.5:
             raise FieldError("label_smoothing", "robust DPO needs 0 <= label_smoothing < 0.5")
         if (self.dtype != "float32" and self.lr < HALF_PRECISION_MIN_LR and not self.lora
