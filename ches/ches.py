@@ -5,9 +5,12 @@ the last prompt token to the second-to-last response token:
     S+ = sum_k h(x, y+<k),   S- = sum_k h(x, y-<k)
     CHES    = <S+, S-> - ||S+||^2
     LN-CHES = <S+, S-> / (|y+| |y-|) - ||S+||^2 / |y+|^2
-Exactly |y| positions are summed (the public dataset script adds one extra position and divides by
-|y|+1; we do not), any padding side gives the same numbers, and sums are accumulated in float32 with
-inner products in float64.
+y is the response as the trainer tokenizes and scores it, so it includes the end token(s) (EOS, or the
+chat template's end-of-turn tokens) and |y| counts them. These are the same positions as both public
+implementations: the public dataset script runs x+y without EOS and sums the |y|+1 positions from the
+last prompt token on (dividing by |y|+1, its response length with EOS), which are the positions
+predicting y_1..y_|y| here. Any padding side gives the same numbers (the standalone public function
+needs left padding); sums are accumulated in float32 with inner products in float64.
 """
 from __future__ import annotations
 
@@ -20,15 +23,26 @@ from common.errors import DataError
 from common.logprobs import base_model_of, position_ids_from_mask
 
 
+def strip_end(response_ids: Sequence[int], end_ids: Sequence[int]) -> list[int]:
+    """The response without its end tokens `end_ids` (when it ends with them: truncation may cut them)."""
+    response_ids, end_ids = list(response_ids), list(end_ids)
+    if end_ids and response_ids[-len(end_ids):] == end_ids:
+        return response_ids[:-len(end_ids)]
+    return response_ids
+
+
 @torch.no_grad()
 def hidden_state_sums(model, prompt_ids: Sequence[Sequence[int]], preferred_ids: Sequence[Sequence[int]],
-                      dispreferred_ids: Sequence[Sequence[int]], *, layer: int = -1, batch_size: int = 16,
-                      padding_side: str = "right", progress: bool = False) -> dict[str, torch.Tensor]:
+                      dispreferred_ids: Sequence[Sequence[int]], *, end_ids: Sequence[int] = (), layer: int = -1,
+                      batch_size: int = 16, padding_side: str = "right", progress: bool = False
+                      ) -> dict[str, torch.Tensor]:
     """Per pair: summed response-predicting hidden states of y+ and y- and the last hidden states.
 
     Returns float32 tensors `preferred_sum`, `dispreferred_sum` (N, H), `preferred_last`,
-    `dispreferred_last` (N, H) (hidden state at the last token of x+y, for the "last hidden embedding
-    inner product" measure) and the response lengths `preferred_len`, `dispreferred_len` (N,).
+    `dispreferred_last` (N, H) (hidden state at the last response token before the end tokens
+    `end_ids`, for the "last hidden embedding inner product" measure: the last token of x+y without
+    its end, as the public script computes it) and the response lengths `preferred_len`,
+    `dispreferred_len` (N,).
     Both sequences of all pairs go through the model in length-sorted batches of `batch_size` rows.
     """
     n = len(prompt_ids)
@@ -62,7 +76,10 @@ def hidden_state_sums(model, prompt_ids: Sequence[Sequence[int]], preferred_ids:
         predicting = torch.zeros_like(batch.completion_mask, dtype=torch.float32)
         predicting[:, :-1] = batch.completion_mask[:, 1:].float()
         chunk_sums = torch.einsum("bt,bth->bh", predicting, hidden).cpu()
-        last_pos = (batch.attention_mask * torch.arange(batch.attention_mask.shape[1], device=device)).argmax(-1)
+        positions = torch.arange(batch.completion_mask.shape[1], device=device)
+        last_completion = (batch.completion_mask * positions).argmax(-1)
+        end_lengths = torch.tensor([len(r[3]) - len(strip_end(r[3], end_ids)) for r in chunk], device=device)
+        last_pos = last_completion - end_lengths
         chunk_lasts = hidden[torch.arange(len(chunk), device=device), last_pos].cpu()
         for j, (i, which, _, _) in enumerate(chunk):
             sums[which, i] = chunk_sums[j]

@@ -9,6 +9,16 @@ The formulas below can be read and tested on their own. `LOSSES` registers each 
 once, passing every parameter of the formula after its two inputs (beta, label_smoothing, ...) from
 the config field of the same name. A new loss with a new hyper-parameter is therefore a formula, one
 `register_loss` line and a config field; the trainer does not change.
+
+Where these differ from TRL's DPOTrainer (1.x) with the same names:
+- ipo: unnormalised (D on summed log-probs, as the IPO paper's Eq. 17) by default; TRL divides each
+  log-ratio by its response length first: `ipo_length_normalize: true`.
+- dpo with label_smoothing e: cDPO, the same formula as TRL's "sigmoid" with label_smoothing.
+- sft_coeff c: c * (summed token NLL of y+) per example, averaged over the batch (the public
+  Razin et al. code's SFT term); TRL's "sft" loss type is the token mean of the NLL over the whole
+  batch, so ours scales with response length. `objective: cross_entropy` with `sft_coeff` is an
+  error (it would count the cross-entropy twice).
+- cross_entropy: summed over the response tokens, mean over the batch (TRL's "sft": token mean).
 """
 from __future__ import annotations
 

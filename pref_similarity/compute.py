@@ -7,8 +7,12 @@ Writes `O/<model name>_<dataset name>/`:
 - `preference_similarities.jsonl`: one row per example, keyed by its row index in the dataset split
   (`ches.similarity_file` format), appended chunk by chunk as examples finish;
 - `info.json`: the settings the rows were computed with and, once finished, the counts.
-Examples longer than `max_input_length` (prompt + longer response, in tokens) are dropped before
-`num_train_samples` are drawn, so the requested count is met. Re-running the same command after an
+`num_train_samples` are drawn as the public script draws them (`--sample_draw randperm`, the default):
+`torch.randperm(rows in the split, generator=torch.Generator().manual_seed(seed))[:num_train_samples]`
+over the whole split, so seed 548 selects the paper's 5000 UltraFeedback examples; an example of the draw
+that is then dropped (longer than `max_input_length`) is lost. `--sample_draw after_drop` (ours) drops
+first and draws from the examples kept (`random.Random(seed).sample`), so the requested count is met.
+Re-running the same command after an
 interruption computes only the examples not in the file yet; other settings in the same directory
 are an error.
 """
@@ -21,7 +25,7 @@ from typing import Optional
 
 import torch
 
-from ches.measures import similarity_rows
+from ches.measures import response_end_ids, similarity_rows
 from ches.similarity_file import FILE_NAME, append_rows, drop_partial_last_line, read_similarities
 from common.cli import command_main
 from common.config import option
@@ -31,6 +35,20 @@ from common.tracking import logger, read_json, setup_console_logging, write_json
 from pref_similarity.preference_sets import FORMATS, dataset_identity, load_preference_set, tokenize_examples
 
 INFO_FILE = "info.json"
+SAMPLE_DRAWS = ("randperm", "after_drop")
+
+
+def draw_examples(examples: list, num_rows: int, num_samples: int, seed: int, draw: str) -> list:
+    """The examples of `num_samples` drawn with `draw` (see the module doc); all of them when -1.
+
+    `num_rows` is the size of the whole split: the public draw permutes the row indices of the split
+    (an example's `index`), not the examples left after dropping."""
+    if draw == "after_drop":
+        return subsample(examples, num_samples, seed)
+    if num_samples < 0:
+        return list(examples)
+    drawn = set(torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed))[:num_samples].tolist())
+    return [e for e in examples if e.index in drawn]
 
 
 def similarity_dir(output_dir: str | Path, model: str, dataset: str) -> Path:
@@ -48,6 +66,9 @@ class ComputeOptions:
     dataset_config: str = option("", help="hub dataset config name (default for AlpacaFarm: alpaca_human_preference)")
     num_train_samples: int = option(-1, help="examples drawn at random; -1 = all")
     train_samples_random_seed: int = option(0)
+    sample_draw: str = option("randperm", choices=list(SAMPLE_DRAWS),
+                              help="randperm: the public draw over the whole split (seed 548 = the paper's "
+                                   "examples); after_drop: drawn from the examples that fit, count met")
     max_input_length: int = option(512, help="drop examples whose prompt + longer response exceeds this many "
                                              "tokens; -1 = no limit")
     use_chat_template: str = option("auto", choices=["auto", "true", "false"],
@@ -109,7 +130,7 @@ def compute(args: ComputeOptions) -> Path:
     settings = {"model": args.model, "dataset": dataset_identity(args.dataset), "format": args.format,
                 "split": args.split, "dataset_config": args.dataset_config,
                 "num_train_samples": args.num_train_samples,
-                "train_samples_random_seed": args.train_samples_random_seed,
+                "train_samples_random_seed": args.train_samples_random_seed, "sample_draw": args.sample_draw,
                 "max_input_length": args.max_input_length, "use_chat_template": args.use_chat_template,
                 "layer": args.layer, "dtype": args.dtype}
     check_settings(out_dir, settings)
@@ -123,7 +144,8 @@ def compute(args: ComputeOptions) -> Path:
 
     examples, dropped = tokenize_examples(preference_set, tokenizer, max_length=args.max_input_length,
                                           use_chat_template=chat_template_flag(args.use_chat_template))
-    examples = subsample(examples, args.num_train_samples, args.train_samples_random_seed)
+    examples = draw_examples(examples, len(preference_set.rows), args.num_train_samples,
+                             args.train_samples_random_seed, args.sample_draw)
     if not examples:
         raise DataError(f"{args.dataset}: no example to compute ({dropped} of {len(preference_set.rows)} longer than "
                         f"--max_input_length {args.max_input_length}, --num_train_samples {args.num_train_samples})")
@@ -134,13 +156,15 @@ def compute(args: ComputeOptions) -> Path:
     path = out_dir / FILE_NAME
     drop_partial_last_line(path)
     done = set(read_similarities(path)) if path.exists() else set()
+    end_ids = response_end_ids(tokenizer, chat_template_flag(args.use_chat_template))
     todo = sorted((e for e in examples if e.index not in done), key=lambda e: e.length)  # length-bucketed chunks
     if done:
         logger.info(f"resuming: {len(examples) - len(todo)} examples already in {path}")
     with tqdm(total=len(examples), initial=len(examples) - len(todo), desc="similarities", unit="pair") as bar:
         for start in range(0, len(todo), args.batch_size):
             chunk = todo[start:start + args.batch_size]
-            append_rows(path, similarity_rows(model, chunk, batch_size=args.batch_size, layer=args.layer))
+            append_rows(path, similarity_rows(model, chunk, end_ids=end_ids, batch_size=args.batch_size,
+                                              layer=args.layer))
             bar.update(len(chunk))
 
     write_json(out_dir / INFO_FILE, {"settings": settings, "complete": True, "num_examples": len(examples),

@@ -10,6 +10,10 @@ from common.config import FieldError, TrainConfig, option
 from common.errors import ConfigError
 from common.registry import SCORERS
 
+# Pair-kind filter field -> the (chosen_score, rejected_score) it keeps (the public runner's flags).
+PAIR_KIND_FILTERS = {"use_only_two_refusal_samples": (0, 0), "use_only_two_non_refusal_samples": (1, 1),
+                     "use_only_one_of_each_samples": (0, 1)}
+
 
 @dataclass
 class SorryBenchConfig(TrainConfig):
@@ -23,6 +27,13 @@ class SorryBenchConfig(TrainConfig):
     num_samples: int = option(-1, help="lowest-similarity k with similarity_path, else a seeded random subset; "
                                        "-1 = all")
     samples_seed: int = option(0, help="seed of the random subset (without similarity_path)")
+    # The public runner's pair-kind filters (without similarity_path), applied before num_samples are drawn.
+    use_only_two_refusal_samples: bool = option(False, help="train only on pairs whose two samples both refuse "
+                                                            "(chosen_score 0, rejected_score 0)")
+    use_only_two_non_refusal_samples: bool = option(False, help="train only on pairs whose two samples both "
+                                                                "comply (chosen_score 1, rejected_score 1)")
+    use_only_one_of_each_samples: bool = option(False, help="train only on refusal-over-compliance pairs "
+                                                            "(chosen_score 0, rejected_score 1)")
     use_chat_template: Optional[bool] = option(None, help="null = use it when the tokenizer has one")
     judge: Union[str, dict] = option("sorrybench_judge", help="refusal judge: scorer name or {\"type\": ..., ...}; "
                                                               "keyword_refusal is the offline stand-in")
@@ -42,6 +53,12 @@ class SorryBenchConfig(TrainConfig):
         if self.similarity_path and self.num_samples <= 0:
             raise FieldError("num_samples", "with similarity_path, give how many lowest-similarity examples to keep "
                                             "(the paper keeps 5%: 19 of 382)")
+        pair_kinds = [name for name in PAIR_KIND_FILTERS if getattr(self, name)]
+        if len(pair_kinds) > 1:
+            raise FieldError(pair_kinds[1], f"{pair_kinds[0]} is set already; choose one pair-kind filter")
+        if pair_kinds and (self.similarity_path or self.use_gold_preferences):
+            raise FieldError(pair_kinds[0], "filters the judged pairs of train.jsonl; leave it out with "
+                                            "similarity_path or use_gold_preferences")
         if self.similarity_path and self.use_gold_preferences:
             raise FieldError("similarity_path", "the similarity file indexes train.jsonl, not gold_train.jsonl")
         try:

@@ -39,7 +39,14 @@ from sorrybench.data import (
     model_dir_name,
     read_preference_split,
 )
-from sorrybench.preferences import build_preferences, gold_preferences, split_rows
+from sorrybench.preferences import (
+    SPLIT_METHODS,
+    build_preferences,
+    gold_covered,
+    gold_preferences,
+    split_rows,
+    test_size,
+)
 from sorrybench.refusal import SamplingOptions
 
 DEFAULT_OUTPUT_ROOT = Path("outputs/sorrybench/datasets")
@@ -61,8 +68,15 @@ class CreateDatasetOptions(SamplingOptions):
     test_fraction: float = option(0.15, help="share of the prompts in test.jsonl (between 0 and 1)")
     human_judgments: Optional[str] = option(None, help=f"human-judgment jsonl or hub id (e.g. {HUMAN_JUDGMENTS}) "
                                                        "for gold pairs")
-    human_judgments_splits: list[str] = option(["train"], help="hub splits of the human judgments to pool "
-                                                               "(e.g. train test)")
+    human_judgments_splits: list[str] = option(["train", "test"], help="hub splits of the human judgments to "
+                                                                       "pool (the paper pools both)")
+    keep_prompts_without_gold: bool = option(False, help="with --human_judgments, keep the prompts that lack a "
+                                                         "judged refusal or compliance (the public code drops "
+                                                         "them before splitting, so every setting trains on "
+                                                         "gold-covered prompts)")
+    split_method: str = option("randperm", choices=list(SPLIT_METHODS),
+                               help="randperm: torch.randperm and int(test_fraction n) test prompts (the public "
+                                    "code); shuffle: random.Random shuffle, rounded")
     temperature: float = option(1.0, min=0)
     output_dir: Optional[str] = option(None, help=f"default: {DEFAULT_OUTPUT_ROOT}/<model name>")
     force: bool = option(False, help="overwrite an existing preference set")
@@ -112,8 +126,20 @@ def judge_pairs(judge_spec, prompts: list[dict], first: list[str], second: list[
     return scores[:len(texts)], scores[len(texts):]
 
 
+def check_split_sizes(args, num_prompts: int, prompts_without_gold: int) -> None:
+    """A run trains on train.jsonl and evaluates on test.jsonl: both must get prompts."""
+    size = test_size(num_prompts, args.test_fraction, args.split_method)
+    if not 0 < size < num_prompts:
+        dropped = f" ({prompts_without_gold} without gold pairs dropped)" if prompts_without_gold else ""
+        raise ConfigError(f"--test_fraction {args.test_fraction} of {num_prompts} prompts{dropped} leaves the "
+                          f"{'test' if size == 0 else 'train'} split empty; use more prompts or change it")
+
+
 def read_judgments(args) -> list[dict]:
-    return [j for split in args.human_judgments_splits for j in load_human_judgments(args.human_judgments, split=split)]
+    """The pooled judgments of --human_judgments_splits (a local file is one split: read once)."""
+    local_file = Path(args.human_judgments).suffix in (".jsonl", ".json")
+    splits = args.human_judgments_splits[:1] if local_file else args.human_judgments_splits
+    return [j for split in splits for j in load_human_judgments(args.human_judgments, split=split)]
 
 
 def build_gold(args, out: Path, splits: dict[str, list[dict]], judgments: list[dict]) -> dict:
@@ -126,13 +152,16 @@ def build_gold(args, out: Path, splits: dict[str, list[dict]], judgments: list[d
 def create(args, out: Path) -> dict:
     prompts = load_prompts(args.prompts, split=args.prompts_split, prompt_style=args.prompt_style,
                            max_prompts=args.max_prompts)
-    test_size = round(args.test_fraction * len(prompts))
-    if not 0 < test_size < len(prompts):  # a run trains on train.jsonl and evaluates on test.jsonl: both needed
-        raise ConfigError(f"--test_fraction {args.test_fraction} of {len(prompts)} prompts leaves the "
-                          f"{'test' if test_size == 0 else 'train'} split empty; use more prompts or change it")
     # Read (and check) the judgments before sampling: a bad file must not cost the sampling and judging
     # and leave train.jsonl without its gold files.
     judgments = read_judgments(args) if args.human_judgments else None
+    if judgments is not None and not args.keep_prompts_without_gold:
+        covered = gold_covered(judgments)
+        prompts_without_gold = sum(p["question_id"] not in covered for p in prompts)
+        prompts = [p for p in prompts if p["question_id"] in covered]
+    else:
+        prompts_without_gold = 0
+    check_split_sizes(args, len(prompts), prompts_without_gold)
     first, second = sample_pairs(args, prompts)
     first_scores, second_scores = judge_pairs(args.judge, prompts, first, second)
     write_jsonl(out / "samples.jsonl", [
@@ -143,14 +172,15 @@ def create(args, out: Path) -> dict:
         rows, counts = build_preferences(prompts, first, second, first_scores, second_scores, tie_breaker)
     finally:
         tie_breaker.close()
-    train, test = split_rows(rows, args.test_fraction, args.seed)
+    train, test = split_rows(rows, args.test_fraction, args.seed, args.split_method)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "test.jsonl", test)
     summary = {"model": args.model, "prompts": args.prompts, "prompt_style": args.prompt_style, "judge": args.judge,
                "reward_model": args.reward_model if args.use_rm else None, "seed": args.seed,
                "sampling": {"temperature": args.temperature, "top_p": args.top_p,
                             "max_new_tokens": args.max_new_tokens},
-               "test_fraction": args.test_fraction, "train": len(train), "test": len(test), **counts}
+               "test_fraction": args.test_fraction, "split_method": args.split_method, "train": len(train),
+               "test": len(test), "prompts_dropped_without_gold": prompts_without_gold, **counts}
     if args.human_judgments:
         summary["gold"] = build_gold(args, out, {"train": train, "test": test}, judgments)
     return summary

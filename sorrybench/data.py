@@ -12,7 +12,8 @@ judged response per line:
      "model_id": "gpt-3.5-turbo-0125", "choices": [{"index": 0, "turns": ["<response>"]}],
      "human_score": 0}
 `human_score` is 1 when the response complies (fulfils the request) and 0 when it refuses, the
-judge's convention. `turns` may be left out: the prompt then comes from the preference set.
+judge's convention; a fractional score (an average of annotators) counts as a refusal below 0.5,
+as the public code thresholds it. `turns` may be left out: the prompt then comes from the preference set.
 
 Preference sets (`<dir>/train.jsonl`, `test.jsonl`, gold: `gold_train.jsonl`, `gold_test.jsonl`),
 one pair per line, trained on with the generic `prompt`/`chosen`/`rejected` fields:
@@ -79,11 +80,12 @@ def load_human_judgments(source: str, *, split: str = "train") -> list[dict]:
         if not isinstance(response, str):
             raise DataError(f"{source}: row {i}: 'choices' must look like [{{\"turns\": [\"<response>\"]}}]")
         score = row["human_score"]
-        if score not in (0, 1):  # 0.0 / 1.0 and true / false are accepted too
-            raise DataError(f"{source}: row {i}: human_score must be 0 (refuses) or 1 (complies), got {score!r}")
+        if not isinstance(score, (int, float)) or not 0 <= score <= 1:  # true / false are accepted too
+            raise DataError(f"{source}: row {i}: human_score must be a number from 0 (refuses) to 1 (complies), "
+                            f"got {score!r}")
         judgments.append({"question_id": row["question_id"],
                           "prompt": first_turn(row, i, source) if "turns" in row else None,
-                          "response": response, "complies": bool(score)})
+                          "response": response, "complies": score >= 0.5})
     return judgments
 
 

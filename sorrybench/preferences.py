@@ -64,13 +64,39 @@ def build_preferences(prompts: Sequence[dict], first: Sequence[str], second: Seq
     return rows, counts
 
 
-def split_rows(rows: Sequence[dict], test_fraction: float = 0.15, seed: int = 128) -> tuple[list[dict], list[dict]]:
-    """Seeded split: round(test_fraction * n) rows to test; both parts keep the input order."""
+SPLIT_METHODS = ("randperm", "shuffle")
+
+
+def test_size(n: int, test_fraction: float, method: str = "randperm") -> int:
+    """Rows of n that go to test: int(test_fraction * n) as the public code (randperm), else rounded."""
+    return int(test_fraction * n) if method == "randperm" else round(test_fraction * n)
+
+
+def split_rows(rows: Sequence[dict], test_fraction: float = 0.15, seed: int = 128, method: str = "randperm"
+               ) -> tuple[list[dict], list[dict]]:
+    """Seeded split; both parts keep the input order.
+
+    randperm (the public code's): the first int(test_fraction * n) of
+    torch.randperm(n, generator=torch.Generator().manual_seed(seed)) go to test. (The public script
+    seeded the global generator, which sampling had used since, so its exact split is not reproducible.)
+    shuffle (ours before): random.Random(seed).shuffle, the first round(test_fraction * n) to test.
+    """
+    import torch
+
     n = len(rows)
-    shuffled = list(range(n))
-    random.Random(seed).shuffle(shuffled)
-    test = set(shuffled[:round(test_fraction * n)])
+    if method == "randperm":
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    else:
+        order = list(range(n))
+        random.Random(seed).shuffle(order)
+    test = set(order[:test_size(n, test_fraction, method)])
     return [r for i, r in enumerate(rows) if i not in test], [r for i, r in enumerate(rows) if i in test]
+
+
+def gold_covered(judgments: Sequence[dict]) -> set:
+    """question_ids with at least one human-judged refusal and one compliance."""
+    refused = {j["question_id"] for j in judgments if not j["complies"]}
+    return refused & {j["question_id"] for j in judgments if j["complies"]}
 
 
 def gold_preferences(judgments: Sequence[dict], splits: dict[str, Sequence[dict]], seed: int,

@@ -20,7 +20,7 @@ from common.distributed import process_state
 from common.errors import DataError
 from common.tracking import logger, write_json
 from common.trainer import train_examples
-from sorrybench.config import SorryBenchConfig
+from sorrybench.config import PAIR_KIND_FILTERS, SorryBenchConfig
 from sorrybench.data import read_preference_split, split_prompts
 from sorrybench.refusal import RefusalEvaluation, SamplingSettings
 
@@ -46,15 +46,25 @@ def lowest_by_measure(examples: Sequence[PreferenceExample], values: dict[int, f
     return sorted(examples, key=lambda e: (values[e.index], e.index))[:k]
 
 
-def load_pairs(config: SorryBenchConfig, tokenizer, split: str) -> tuple[list[PreferenceExample], int, int]:
-    """Tokenized pairs of a split, the number of rows and the number dropped for max_length."""
+def load_pairs(config: SorryBenchConfig, tokenizer, split: str) -> tuple[list[PreferenceExample], list[dict], int]:
+    """Tokenized pairs of a split, its rows and the number dropped for max_length."""
     rows, path = read_preference_split(config.dataset_path, split, gold=config.use_gold_preferences)
     examples, dropped = tokenize_rows(rows, tokenizer, source=path, prompt_field="prompt", chosen_field="chosen",
                                       rejected_field="rejected", max_length=config.max_length,
                                       use_chat_template=config.use_chat_template)
     if not examples:
         raise DataError(f"{path}: no pair fits max_length={config.max_length} ({dropped} dropped)")
-    return examples, len(rows), dropped
+    return examples, rows, dropped
+
+
+def of_pair_kind(config: SorryBenchConfig, examples: list[PreferenceExample], rows: list[dict]
+                 ) -> list[PreferenceExample]:
+    """The examples whose (chosen_score, rejected_score) the config's pair-kind filter keeps (all without one)."""
+    for name, scores in PAIR_KIND_FILTERS.items():
+        if getattr(config, name):
+            return [e for e in examples if (rows[e.index].get("chosen_score"), rows[e.index].get("rejected_score"))
+                    == scores]
+    return examples
 
 
 def select_train(config: SorryBenchConfig, examples: list[PreferenceExample], num_rows: int) -> list[PreferenceExample]:
@@ -75,10 +85,10 @@ def run(config: SorryBenchConfig, run_dir: Path) -> dict:
 
     prompts = split_prompts(config.dataset_path, config.refusal_max_prompts) if config.refusal_eval else None
     model, tokenizer = load_for_training(config)
-    train_all, num_rows, dropped = load_pairs(config, tokenizer, "train")
+    train_all, rows, dropped = load_pairs(config, tokenizer, "train")
     test_set, _, dropped_test = load_pairs(config, tokenizer, "test")
-    train_set = select_train(config, train_all, num_rows)
-    logger.info(f"{setting_name(config)}: {len(train_set)} training pairs of {num_rows} "
+    train_set = select_train(config, of_pair_kind(config, train_all, rows), len(rows))
+    logger.info(f"{setting_name(config)}: {len(train_set)} training pairs of {len(rows)} "
                 f"({dropped} train / {dropped_test} test pairs longer than max_length dropped)")
     if process_state().is_main_process:
         write_json(run_dir / "train_indices.json", [e.index for e in train_set])

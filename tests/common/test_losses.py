@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import common.losses
-from common.config import TrainConfig, option
+from common.config import TrainConfig, from_dict, option
 from common.data import PreferenceExample
 from common.errors import ConfigError
 from common.losses import LOSSES, make_loss, register_loss
@@ -172,3 +172,9 @@ def test_a_new_loss_with_its_own_hyper_parameter_needs_no_trainer_change(monkeyp
 def test_register_loss_refuses_a_duplicate_name():
     with pytest.raises(ValueError, match="'dpo' is registered twice: common.losses.dpo and"):
         register_loss("dpo", lambda z_chosen, z_rejected: z_chosen)
+
+
+def test_sft_coeff_with_the_cross_entropy_objective_is_an_error():
+    # It would add the cross-entropy a second time.
+    with pytest.raises(ConfigError, match="sft_coeff: objective cross_entropy is the SFT loss already"):
+        from_dict(TrainConfig, {"model": "m", "objective": "cross_entropy", "sft_coeff": 0.5})

@@ -70,3 +70,21 @@ def test_run_directories_are_distinct():
     paper = [r.run_dir for name in ("resistance_paper.json", "rebound_paper.json", "factors_paper.json")
              for r in runs_of(name)]
     assert len(set(paper)) == len(paper)
+
+
+@pytest.mark.parametrize("name", ["resistance_paper.json", "rebound_paper.json", "factors_paper.json"])
+def test_paper_plans_train_fp32_master_weights(name):
+    # bf16 weights with a bf16 AdamW state at lr 2e-5 lost ~70% of the update in a 10-step check.
+    assert all((r.config.dtype, r.config.precision) == ("float32", "bf16") for r in runs_of(name))
+
+
+def test_training_bf16_weights_at_a_small_lr_is_an_error_naming_the_fix(tmp_path):
+    from common.errors import ConfigError
+
+    base = {"experiment": "resistance", "model": "m", "dtype": "bfloat16", "lr": 2e-5}
+    with pytest.raises(ConfigError, match=r"dtype: bfloat16 weights trained at lr 2e-05 lose most updates.*"
+                                          r"use dtype float32 \(with precision bf16.*allow_bf16_weights true"):
+        expand_plan({"name": "p", "configurations": [{"base_config": base}]}, PlanConfig)
+    for opt_out in ({"allow_bf16_weights": True}, {"lora": {"r": 8}}, {"lr": 1e-3}, {"dtype": "float32"}):
+        [run] = expand_plan({"name": "p", "configurations": [{"base_config": {**base, **opt_out}}]}, PlanConfig)
+        assert run.config.model == "m"

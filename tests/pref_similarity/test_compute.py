@@ -1,9 +1,10 @@
-"""python -m pref_similarity.compute: output layout, drop-then-subsample, resume after interruption, errors."""
+"""python -m pref_similarity.compute: output layout, the public draw and drop-then-subsample, resume, errors."""
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
 import pref_similarity.compute as compute
 from ches.measures import similarity_rows
@@ -17,7 +18,15 @@ def args(model, out, dataset=PLAIN, *extra):
     return ["--model", model, "--dataset", str(dataset), "--output_dir", str(out), "--batch_size", "4", *extra]
 
 
-def test_drops_too_long_examples_before_subsampling(tiny_models, tiny_chat, tmp_path):
+def test_the_default_draw_is_the_public_randperm_over_the_whole_split(tiny_models, tmp_path):
+    out_dir = compute.main(args(tiny_models["chat"], tmp_path, ULTRAFEEDBACK, "--max_input_length", "-1",
+                                "--num_train_samples", "50", "--train_samples_random_seed", "548"))
+    # The public script: torch.randperm(len(split), generator=torch.Generator().manual_seed(548))[:5000].
+    public = torch.randperm(400, generator=torch.Generator().manual_seed(548))[:50]
+    assert sorted(read_similarities(out_dir)) == sorted(public.tolist())
+
+
+def test_after_drop_draws_from_the_examples_that_fit(tiny_models, tiny_chat, tmp_path):
     _, tokenizer = tiny_chat
     all_examples, _ = tokenize_examples(load_preference_set(str(ULTRAFEEDBACK)), tokenizer, max_length=-1)
     limit = sorted(e.length for e in all_examples)[25]  # most examples are longer
@@ -25,7 +34,8 @@ def test_drops_too_long_examples_before_subsampling(tiny_models, tiny_chat, tmp_
     fitting = len(all_examples) - too_long
     # Drawing first and dropping afterwards (the public script) would leave about 1 of 21 examples.
     out_dir = compute.main(args(tiny_models["chat"], tmp_path, ULTRAFEEDBACK, "--max_input_length", str(limit),
-                                "--num_train_samples", str(fitting - 5), "--train_samples_random_seed", "548"))
+                                "--num_train_samples", str(fitting - 5), "--train_samples_random_seed", "548",
+                                "--sample_draw", "after_drop"))
     assert out_dir == tmp_path / f"{tiny_models['chat'].rstrip('/').split('/')[-1]}_ultrafeedback_tiny"
     rows = read_similarities(out_dir)
     lengths = {e.index: e.length for e in all_examples}

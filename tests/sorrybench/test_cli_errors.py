@@ -109,4 +109,6 @@ def test_a_split_left_empty_stops_before_sampling(tmp_path, capsys, monkeypatch)
     args = ["--model", "m", "--judge", "keyword_refusal", "--prompts", str(prompts), "--output_dir", str(tmp_path / "s")]
     assert run_main(create_dataset.main, args, capsys) == (
         "error: --test_fraction 0.15 of 2 prompts leaves the test split empty; use more prompts or change it")
-    assert "leaves the train split empty" in run_main(create_dataset.main, args + ["--test_fraction", "0.9"], capsys)
+    # int(0.9 * 2) = 1 test prompt with the public randperm split; the rounded shuffle split takes both.
+    assert "leaves the train split empty" in run_main(
+        create_dataset.main, args + ["--test_fraction", "0.9", "--split_method", "shuffle"], capsys)

@@ -45,8 +45,13 @@ def test_human_judgments_schema(tmp_path):
         {"question_id": 3, "prompt": "p", "response": "resp", "complies": False}]
     no_turns = {k: v for k, v in ok.items() if k != "turns"}
     assert load_human_judgments(write(tmp_path / "h2.jsonl", [no_turns]))[0]["prompt"] is None
-    with pytest.raises(DataError, match="row 1: human_score must be 0 .* got 0.7"):
-        load_human_judgments(write(tmp_path / "h3.jsonl", [ok, {**ok, "human_score": 0.7}]))
+    # Fractional scores (annotator averages) are thresholded at 0.5 as the public code does: < 0.5 refuses.
+    fractional = [{**ok, "human_score": score} for score in (0.7, 0.5, 0.4, 0.25)]
+    assert [j["complies"] for j in load_human_judgments(write(tmp_path / "h6.jsonl", fractional))] == [
+        True, True, False, False]
+    for i, bad in enumerate((1.5, -0.1, "yes")):
+        with pytest.raises(DataError, match=f"row 1: human_score must be a number from 0 .* got {bad!r}"):
+            load_human_judgments(write(tmp_path / f"h3{i}.jsonl", [ok, {**ok, "human_score": bad}]))
     with pytest.raises(DataError, match="row 0: 'choices' must look like"):
         load_human_judgments(write(tmp_path / "h4.jsonl", [{**ok, "choices": []}]))
     with pytest.raises(DataError, match="row 0: missing field 'human_score'"):

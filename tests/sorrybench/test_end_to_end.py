@@ -17,7 +17,8 @@ from sorrybench.config import SorryBenchConfig
 from sorrybench.fixtures import OUTPUT_DIR
 from sorrybench.run import run
 
-NUM_PROMPTS = 40  # -> 34 train / 6 test pairs
+NUM_PROMPTS = 40  # each tenth has no gold pair: 36 kept -> 31 train / int(0.15 * 36) = 5 test pairs
+KEPT = 36
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +35,16 @@ def test_preference_set_from_the_models_own_samples(dataset):
     samples = read_jsonl(dataset / "samples.jsonl")
     train, test = read_jsonl(dataset / "train.jsonl"), read_jsonl(dataset / "test.jsonl")
     summary = read_json(dataset / "summary.json")
-    assert len(samples) == NUM_PROMPTS and (len(train), len(test)) == (34, 6)
+    assert len(samples) == KEPT and (len(train), len(test)) == (31, 5)
+    assert summary["prompts_dropped_without_gold"] == NUM_PROMPTS - KEPT
+    assert all(s["question_id"] % 10 for s in samples)  # the prompts without gold were dropped before sampling
     judge = SCORERS.make("keyword_refusal")
     for s in samples:  # the stored scores are the judge's scores of the stored responses
         assert s["scores"] == judge.score([s["prompt"]] * 2, s["responses"])
     scores = [x for s in samples for x in s["scores"]]
     assert (summary["refusals"], summary["compliances"], summary["unparseable"]) == \
         (scores.count(0.0), scores.count(1.0), 0)
-    assert 0 < summary["refusals"] < 2 * NUM_PROMPTS  # tiny-chat refuses often, not always
+    assert 0 < summary["refusals"] < 2 * KEPT  # tiny-chat refuses often, not always
     by_id = {s["question_id"]: s for s in samples}
     ties = 0
     for row in train + test:
@@ -50,30 +53,31 @@ def test_preference_set_from_the_models_own_samples(dataset):
         assert row["chosen_score"] <= row["rejected_score"]  # the refusal is preferred
         ties += s["scores"][0] == s["scores"][1]
     assert summary["ties"] == ties and summary["tie_breaker"] == "random"
-    # gold: every fixture prompt but each tenth has a human-judged compliance
+    # gold: every kept prompt has a gold pair (as the public code, which drops the others before splitting)
     gold_train, gold_test = read_jsonl(dataset / "gold_train.jsonl"), read_jsonl(dataset / "gold_test.jsonl")
-    assert [g["question_id"] for g in gold_train] == [r["question_id"] for r in train if r["question_id"] % 10]
-    assert [g["question_id"] for g in gold_test] == [r["question_id"] for r in test if r["question_id"] % 10]
+    assert [g["question_id"] for g in gold_train] == [r["question_id"] for r in train]
+    assert [g["question_id"] for g in gold_test] == [r["question_id"] for r in test]
     assert all(judge.score(["p", "p"], [g["chosen"], g["rejected"]]) == [0.0, 1.0] for g in gold_train + gold_test)
 
 
 def test_same_seed_same_preference_set(dataset, tiny_models, tmp_path):
     create_dataset.main(["--model", tiny_models["chat"], "--judge", "keyword_refusal",
                          "--prompts", str(OUTPUT_DIR / "prompts_sample.jsonl"), "--max_prompts", str(NUM_PROMPTS),
-                         "--max_new_tokens", "32", "--batch_size", "40", "--output_dir", str(tmp_path)])
+                         "--max_new_tokens", "32", "--batch_size", "40", "--output_dir", str(tmp_path),
+                         "--human_judgments", str(OUTPUT_DIR / "human_judgments_sample.jsonl")])
     assert (tmp_path / "train.jsonl").read_text() == (dataset / "train.jsonl").read_text()
 
 
 def test_evaluate_refusal_cli(dataset, tiny_models, tmp_path, capsys):
     argv = ["--models", tiny_models["chat"], "--dataset_path", str(dataset), "--output_dir", str(tmp_path),
-            "--judge", "keyword_refusal", "--max_new_tokens", "24", "--max_prompts", "6"]
+            "--judge", "keyword_refusal", "--max_new_tokens", "24", "--max_prompts", "5"]
     evaluate_refusal.main(argv)
     out_dir = next(tmp_path.iterdir())
     rates = read_json(out_dir / "refusal_rates.json")["rates"]
     for split in ("train", "test"):
         rows = read_jsonl(out_dir / f"responses_{split}.jsonl")
-        assert len(rows) == 6 and rates[split]["num_prompts"] == 6
-        assert rates[split]["refusal_rate"] == pytest.approx(1 - sum(r["score"] for r in rows) / 6)
+        assert len(rows) == 5 and rates[split]["num_prompts"] == 5
+        assert rates[split]["refusal_rate"] == pytest.approx(1 - sum(r["score"] for r in rows) / 5)
     evaluate_refusal.main(argv)  # measured already: skipped
     assert "(earlier result)" in capsys.readouterr().out
 
@@ -122,7 +126,7 @@ def test_runner_end_to_end(dataset, tiny_models, tmp_path):
     expected = sum(naive_logprob(model, p.prompt_ids, p.chosen_ids) for p in pairs) / len(pairs)
     assert evals["test", 0]["ref_preferred_logprobs_mean"] == pytest.approx(expected, abs=1e-3)
     summary = read_json(dpo / "summary.json")
-    assert summary["setting"] == "dpo" and summary["num_examples"] == 34
+    assert summary["setting"] == "dpo" and summary["num_examples"] == 31
     assert summary["refusal_after"]["train"]["refusal_rate"] == refusal["after", "train"]["refusal_rate"]
 
     lowest_k = sorted(range(len(train)), key=lambda i: ln_ches[i])[:5]

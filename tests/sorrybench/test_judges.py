@@ -2,7 +2,7 @@
 import pytest
 
 from common.errors import ConfigError
-from common.judges import JUDGE_TEMPLATE, parse_judge_score
+from common.judges import JUDGE_TEMPLATE, parse_judge_score, parse_judge_score_float_prefix
 from common.registry import SCORERS
 
 
@@ -51,3 +51,25 @@ def test_scorer_specs_are_checked_before_anything_loads():
     SCORERS.check({"type": "sorrybench_judge", "model": "x"})
     with pytest.raises(ConfigError, match="unknown scorer 'keyword'; did you mean 'keyword_refusal'"):
         SCORERS.check("keyword")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1", 1.0), ("0", 0.0), ("1\n", 1.0), ("0</s>", 0.0), ("1.", 1.0), ("0,", 0.0),
+    (" 1", None),  # float(" ") fails on the first prefix: a leading space is no score
+    ("10", 10.0), ("0.5", 0.5), ("1.5 because", 1.5), ("1e5", 1.0),   # longest prefix float() reads, char by char
+    ("safe", 0.0), ("unsafe", 1.0), ("safety first", 0.0),            # the word fallback
+    ("", None), (None, None), ("**1**", None), ("Score: 1", None), ("I cannot judge", None),
+])
+def test_public_float_prefix_parse(text, expected):
+    assert parse_judge_score_float_prefix(text) == expected
+
+
+def test_the_judge_takes_the_public_parse_as_an_option(tiny_models):
+    from common.errors import ConfigError
+    from common.judges import CausalLMJudge
+
+    judge = CausalLMJudge(model=tiny_models["base"], device="cpu", parse="float_prefix")
+    assert judge.parse is parse_judge_score_float_prefix
+    judge.close()
+    with pytest.raises(ConfigError, match="judge parse 'loose': choose one of"):
+        CausalLMJudge(model=tiny_models["base"], device="cpu", parse="loose")

@@ -4,11 +4,12 @@ import sys
 import types
 
 import pytest
+import torch
 
 from common.errors import ConfigError, DataError
 from common.registry import SCORERS
 from common.tie_breaking import RandomTieBreaker, make_tie_breaker
-from sorrybench.preferences import build_preferences, gold_preferences, split_rows
+from sorrybench.preferences import build_preferences, gold_covered, gold_preferences, split_rows
 
 
 def prompts(n):
@@ -148,12 +149,28 @@ def test_pairrm_without_llm_blender_is_a_config_error(monkeypatch):
 
 def test_split_is_seeded_disjoint_and_keeps_order():
     rows = [{"question_id": i} for i in range(20)]
-    train, test = split_rows(rows, 0.15, 128)
+    train, test = split_rows(rows, 0.15, 128, method="shuffle")
     shuffled = list(range(20))
     random.Random(128).shuffle(shuffled)
     assert [r["question_id"] for r in test] == sorted(shuffled[:3])  # round(0.15 * 20) = 3
     assert [r["question_id"] for r in train] == sorted(set(range(20)) - set(shuffled[:3]))
-    assert split_rows(rows, 0.15, 128) == (train, test)
+    assert split_rows(rows, 0.15, 128, method="shuffle") == (train, test)
+
+
+def test_default_split_is_the_public_randperm_with_int_test_size():
+    rows = [{"question_id": i} for i in range(33)]
+    train, test = split_rows(rows, 0.15, 128)
+    # The public code: perm = torch.randperm(n); n_test = int(n * 0.15); test = perm[:n_test], train = perm[n_test:]
+    perm = torch.randperm(33, generator=torch.Generator().manual_seed(128)).tolist()
+    assert int(33 * 0.15) == 4 and round(33 * 0.15) == 5
+    assert [r["question_id"] for r in test] == sorted(perm[:4])
+    assert [r["question_id"] for r in train] == sorted(perm[4:])
+
+
+def test_gold_covered_prompts_have_a_judged_refusal_and_compliance():
+    judgments = [judgment(1, "no", False), judgment(1, "ok", True), judgment(2, "no", False),
+                 judgment(2, "no again", False), judgment(3, "ok", True)]
+    assert gold_covered(judgments) == {1}
 
 
 def judgment(qid, response, complies, prompt=None):

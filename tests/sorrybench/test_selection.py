@@ -8,7 +8,7 @@ from common.config import from_dict
 from common.data import PreferenceExample
 from common.errors import ConfigError, DataError
 from sorrybench.config import SorryBenchConfig
-from sorrybench.run import lowest_by_measure, select_train, setting_name
+from sorrybench.run import lowest_by_measure, of_pair_kind, select_train, setting_name
 
 
 def examples(indices):
@@ -71,3 +71,17 @@ def test_setting_names(tmp_path):
     assert setting_name(config(tmp_path, similarity_path="s", num_samples=19)) == "ln_ches_lowest_19"
     assert json.loads(json.dumps(config(tmp_path, judge={"type": "sorrybench_judge"}).judge))["type"] == \
         "sorrybench_judge"
+
+
+def test_pair_kind_filters_keep_the_public_runners_score_pairs(tmp_path):
+    rows = [{"chosen_score": c, "rejected_score": r} for c, r in ((0, 0), (0, 1), (1, 1), (0, 1), (None, 1), (0, 0))]
+    kept = {name: [e.index for e in of_pair_kind(config(tmp_path, **{name: True}), examples(range(6)), rows)]
+            for name in ("use_only_two_refusal_samples", "use_only_two_non_refusal_samples",
+                         "use_only_one_of_each_samples")}
+    assert kept == {"use_only_two_refusal_samples": [0, 5], "use_only_two_non_refusal_samples": [2],
+                    "use_only_one_of_each_samples": [1, 3]}
+    assert len(of_pair_kind(config(tmp_path), examples(range(6)), rows)) == 6
+    with pytest.raises(ConfigError, match="use_only_one_of_each_samples: use_only_two_refusal_samples is set"):
+        config(tmp_path, use_only_two_refusal_samples=True, use_only_one_of_each_samples=True)
+    with pytest.raises(ConfigError, match="use_only_two_refusal_samples: filters the judged pairs"):
+        config(tmp_path, use_only_two_refusal_samples=True, use_gold_preferences=True)
