@@ -26,7 +26,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping, Optional
 
-from common.config import FieldError, config_fields, describe_fields, did_you_mean, from_dict, option
+from common.config import FieldError, config_fields, describe_fields, did_you_mean, from_dict, option, range_notes
 from common.errors import ConfigError, UserError
 from common.plans import RunFn, run_plan
 from common.tracking import setup_console_logging
@@ -102,8 +102,7 @@ def _required(f: dataclasses.Field) -> bool:
 def _help(f: dataclasses.Field, required: bool) -> str:
     """The field's help, then its range and default: "examples per step (>= 1; default: 16)"."""
     meta = f.metadata
-    notes = [] if meta.get("min") is None else [f"{'>' if meta.get('min_exclusive') else '>='} {meta['min']}"]
-    notes += [] if meta.get("max") is None else [f"<= {meta['max']}"]
+    notes = range_notes(meta)
     if required:
         notes.append("required")
     else:
@@ -126,7 +125,7 @@ def add_options(parser: argparse.ArgumentParser, options_cls: type, *, flag_name
         if tp is bool:
             kwargs.update(nargs="?", const="true", metavar="true|false")
         elif _is_list(tp):
-            kwargs.update(nargs="+", metavar=name.upper())
+            kwargs.update(nargs="+", action="extend", metavar=name.upper())  # a repeated flag adds values
         if f.metadata.get("choices"):
             kwargs["metavar"] = "{" + ",".join(str(c) for c in f.metadata["choices"]) + "}"
         parser.add_argument(f"--{flag_names.get(name, name)}", **kwargs)
@@ -191,11 +190,31 @@ class PlanOptions:
     dry_run: bool = option(False, help="list the expanded runs and their directories")
     force: bool = option(False, help="re-run finished runs and overwrite changed ones")
     only: Optional[list[int]] = option(None, help="run only these run indices")
-    help_config: bool = option(False, help="list the config fields with defaults")
+    set: Optional[list[str]] = option(None, help="field=value: override a config field in every run of the plan "
+                                                 "(repeatable; the value as on the command line: 1e-4, true, "
+                                                 "JSON for objects)")
+    help_config: bool = option(False, help="list the config fields with defaults, choices and ranges")
 
     def validate(self) -> None:
         if not self.plan_config_path and not self.help_config:
             raise FieldError("plan_config_path", "required (or --help_config to list the config fields)")
+
+
+def overrides_from_flags(texts: list[str], config_cls: type) -> dict[str, Any]:
+    """`--set field=value` texts -> {field: JSON value}, each converted by its field's type (of `config_cls`
+    or, for a dispatching class, of the run class that has it); the plan expansion validates them."""
+    classes = [config_cls] + (list(config_cls.run_classes()[1].values()) if hasattr(config_cls, "run_classes")
+                              else [])
+    hints = {}
+    for cls in reversed(classes):
+        hints.update(typing.get_type_hints(cls))
+    overrides = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set {text}: expected field=value, e.g. --set lr=1e-4")
+        overrides[name] = flag_value(value, hints.get(name, Any))
+    return overrides
 
 
 def study_main(prog: str, description: str, config_cls: type, run_fn: RunFn, argv=None) -> None:
@@ -205,5 +224,10 @@ def study_main(prog: str, description: str, config_cls: type, run_fn: RunFn, arg
         print(f"{config_cls.__name__} fields:\n{describe_fields(config_cls)}")
         return
     setup_console_logging()
-    exit_on_user_error(run_plan)(options.plan_config_path, config_cls, run_fn, dry_run=options.dry_run,
-                                 force=options.force, only=options.only)
+
+    @exit_on_user_error
+    def run_with_overrides():
+        run_plan(options.plan_config_path, config_cls, run_fn, dry_run=options.dry_run, force=options.force,
+                 only=options.only, overrides=overrides_from_flags(options.set or [], config_cls))
+
+    run_with_overrides()

@@ -221,13 +221,54 @@ def did_you_mean(name: str, candidates) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+# TRL (DPOConfig / TrainingArguments) names a plan may bring, and the lab's way to say each: a hint,
+# not an alias, so that every setting has one name. Shown only where the named field exists.
+TRL_NAMES = {
+    "learning_rate": ("lr", "use lr"),
+    "loss_type": ("objective", 'use objective (TRL loss_type "sigmoid" is objective "dpo"; "ipo", "hinge", '
+                               '"robust", "nca_pair", "sppo_hard", "apo_zero", "bco_pair", "simpo" keep their names)'),
+    "per_device_train_batch_size": ("micro_batch_size", "use micro_batch_size (examples per forward per "
+                                                        "process) and batch_size (examples per optimizer step)"),
+    "gradient_accumulation_steps": ("batch_size", "use batch_size (examples per optimizer step, global) and "
+                                                  "micro_batch_size; accumulation = batch_size / (micro_batch_size "
+                                                  "x processes)"),
+    "per_device_eval_batch_size": ("eval_batch_size", "use eval_batch_size"),
+    "bf16": ("precision", 'use precision "bf16" (autocast) or dtype "bfloat16" (weights)'),
+    "fp16": ("precision", 'use precision "bf16" (fp16 autocast is not supported) or dtype "float16"'),
+    "torch_dtype": ("dtype", "use dtype"),
+    "report_to": ("use_wandb", "use use_wandb: true (and wandb_project)"),
+    "peft_config": ("lora", 'use lora: the peft LoraConfig kwargs, e.g. {"r": 8}'),
+    "warmup_steps": ("warmup_ratio", "use warmup_ratio (share of the steps)"),
+    "num_train_epochs": ("num_epochs", "use num_epochs"),
+    "lr_scheduler_type": ("lr_scheduler", "use lr_scheduler"),
+    "output_dir": ("outputs_dir", "use outputs_dir (the run directory is outputs_dir/experiment_name)"),
+    "run_name": ("experiment_name", "use experiment_name"),
+    "max_prompt_length": ("max_length", "use max_length (prompt + response tokens)"),
+    "model_name_or_path": ("model", "use model"),
+    "dataset_name": ("dataset", "use dataset"),
+    "dataset_train_split": ("split", "use split"),
+    "logging_steps": ("eval_every_steps", "every step's train metrics are logged; use eval_every_steps for evals"),
+    "eval_steps": ("eval_every_steps", "use eval_every_steps"),
+    "save_steps": ("save_every_steps", "use save_every_steps"),
+    "rpo_alpha": ("sft_coeff", "use sft_coeff (the weight of the cross-entropy on y+)"),
+}
+
+
+def unknown_key_hint(key: str, known) -> str:
+    """What to write instead of an unknown key: the TRL name's lab equivalent, else the closest key."""
+    trl = TRL_NAMES.get(key)
+    if trl is not None and trl[0] in known:
+        return f"; TRL name: {trl[1]}"
+    return did_you_mean(key, known)
+
+
 def check_known_keys(keys, cls: type, where: Mapping[str, str] | str) -> None:
     """Raise ConfigError for the first key that is not a field of `cls`, with a suggestion."""
     known = config_fields(cls)
     for key in keys:
         if key not in known:
             location = where[key] if isinstance(where, Mapping) else f"{where}.{key}"
-            raise ConfigError(f"{location}: unknown key {key!r}{did_you_mean(key, known)}")
+            raise ConfigError(f"{location}: unknown key {key!r}{unknown_key_hint(key, known)}")
 
 
 def _location(where: Mapping[str, str] | str, key: str) -> str:
@@ -331,5 +372,15 @@ def _field_lines(cls: type, names) -> list[str]:
         f = config_fields(cls)[name]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
-        lines.append(f"  {name}: {_type_name(hints[name])} = {json.dumps(default)}  {f.metadata.get('help', '')}")
+        meta = f.metadata
+        limits = range_notes(meta) + ([] if not meta.get("choices") else
+                                      ["one of " + ", ".join(_describe(c) for c in meta["choices"])])
+        text = " ".join(t for t in [meta.get("help", ""), f"({'; '.join(limits)})" if limits else ""] if t)
+        lines.append(f"  {name}: {_type_name(hints[name])} = {json.dumps(default)}  {text}".rstrip())
     return lines
+
+
+def range_notes(meta: Mapping[str, Any]) -> list[str]:
+    """A field's bounds from its `option(...)` metadata, e.g. [">= 0", "<= 0.5"]."""
+    notes = [] if meta.get("min") is None else [f"{'>' if meta.get('min_exclusive') else '>='} {meta['min']}"]
+    return notes + ([] if meta.get("max") is None else [f"<= {meta['max']}"])

@@ -101,8 +101,14 @@ def _fill_templates(values: dict, origins: dict, context: dict) -> dict:
                       ", ".join(k for k, v in filled.items() if isinstance(v, str) and _TEMPLATE.search(v)))
 
 
-def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> list[PlannedRun]:
-    """Expand a plan into validated runs, in plan order. Raises ConfigError naming the JSON path."""
+def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json",
+                overrides: dict[str, Any] | None = None) -> list[PlannedRun]:
+    """Expand a plan into validated runs, in plan order. Raises ConfigError naming the JSON path.
+
+    `overrides` (the command line's `--set field=value`) replace the field in every configuration's
+    base_config and options before expansion; their errors name `--set field`.
+    """
+    overrides = overrides or {}
     _check_keys(plan, PLAN_KEYS, plan_name)
     if plan.get("skip", False):
         return []
@@ -127,8 +133,11 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
             raise ConfigError(f"{where}.base_config: expected an object")
         if not isinstance(options, dict):
             raise ConfigError(f"{where}.options: expected an object mapping fields to lists of values")
+        options = {k: v for k, v in options.items() if k not in overrides}
+        base = {**base, **overrides}
+        set_origins = {k: f"--set {k}" for k in overrides}
         key_origins = {**{k: f"{where}.options.{k}" for k in options},
-                       **{k: f"{where}.base_config.{k}" for k in base}}
+                       **{k: f"{where}.base_config.{k}" for k in base}, **set_origins}
         for key, values in options.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{where}.options.{key}: expected a non-empty list of values, "
@@ -139,7 +148,7 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
             chosen = {**base, **{key: options[key][i] for key, i in zip(keys, choice)}}
             run_cls = run_config_class(config_cls, chosen, key_origins)  # the class of this run, keys checked
             values = {**{f.name: getattr(run_cls(), f.name) for f in dataclasses.fields(run_cls)}, **base}
-            origins = {k: f"{where}.base_config.{k}" for k in base}
+            origins = {**{k: f"{where}.base_config.{k}" for k in base}, **set_origins}
             for key, i in zip(keys, choice):
                 values[key] = options[key][i]
                 origins[key] = f"{where}.options.{key}[{i}]"
@@ -240,8 +249,10 @@ RunFn = Callable[[Any, Path], dict]
 
 
 def run_plan(plan_path: str | Path, config_cls: type, run_fn: RunFn, *, dry_run: bool = False,
-             force: bool = False, only: list[int] | None = None) -> list[PlannedRun]:
-    """Expand the plan and run each run not finished yet; returns the runs of the plan.
+             force: bool = False, only: list[int] | None = None,
+             overrides: dict[str, Any] | None = None) -> list[PlannedRun]:
+    """Expand the plan (with `overrides`, see expand_plan) and run each run not finished yet; returns
+    the runs of the plan.
 
     `run_fn(config, run_dir) -> summary dict` does the study's work; when it returns, the summary is
     written to `run_dir/summary.json` (the run's "finished" mark). A run directory holding another
@@ -251,7 +262,7 @@ def run_plan(plan_path: str | Path, config_cls: type, run_fn: RunFn, *, dry_run:
     """
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
-    runs = expand_plan(plan, config_cls, str(plan_path))
+    runs = expand_plan(plan, config_cls, str(plan_path), overrides)
     if only:
         bad = [i for i in only if not 0 <= i < len(runs)]
         if bad:

@@ -18,6 +18,12 @@ class PreferenceRunConfig(TrainConfig):
     samples_seed: int = option(0)
     use_chat_template: Optional[bool] = option(None, help="null = use it when the tokenizer has one")
     eval_on_train: bool = option(True, help="evaluate log-prob changes on the training set before/after")
+    eval_dataset: str = option("", help="held-out preference set evaluated like the training set (eval "
+                                        "split \"eval\"); empty = the training dataset when eval_split is set")
+    eval_split: str = option("", help="split of eval_dataset (or of dataset); empty = split, when eval_dataset "
+                                      "is set; both empty = no held-out evaluation")
+    eval_num_samples: int = option(-1, help="evaluate on this many held-out examples drawn with samples_seed; "
+                                            "-1 = all")
 
     def validate(self) -> None:
         super().validate()
@@ -25,5 +31,14 @@ class PreferenceRunConfig(TrainConfig):
             raise FieldError("model", "required: a hub id or a local path")
         if not self.dataset:
             raise FieldError("dataset", "required: a jsonl file, a directory or a hub dataset id")
+        if self.eval_source() == (self.dataset, self.split):
+            raise FieldError("eval_split", f"the held-out set is the training set ({self.dataset}, split "
+                                           f"{self.split!r}); eval_on_train evaluates that already")
+
+    def eval_source(self) -> Optional[tuple[str, str]]:
+        """(dataset, split) of the held-out evaluation set, or None when there is none."""
+        if not self.eval_dataset and not self.eval_split:
+            return None
+        return self.eval_dataset or self.dataset, self.eval_split or self.split
 
 

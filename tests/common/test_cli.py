@@ -113,3 +113,36 @@ def test_study_main_needs_a_plan_unless_help_config(capsys):
     study_main("demo", "d", Options, lambda config, run_dir: None, ["--help_config"])
     out = capsys.readouterr().out
     assert out.startswith("Options fields:") and "batch_size: an integer = 16  examples per step" in out
+
+
+def test_set_overrides_every_run_of_the_plan_and_its_errors_name_the_flag(tmp_path, capsys):
+    import json
+
+    from common.config import RunConfig
+
+    @dataclass
+    class Toy(RunConfig):
+        lr: float = option(1e-3, min=0)
+        steps: int = option(10, min=1)
+
+    plan = {"configurations": [{"base_config": {"outputs_dir": str(tmp_path), "experiment_name": "a{steps}",
+                                                "lr": 0.5}},
+                               {"base_config": {"outputs_dir": str(tmp_path), "experiment_name": "b{steps}"},
+                                "options": {"lr": [0.1, 0.2]}}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    seen = []
+    study_main("demo", "d", Toy, lambda config, run_dir: seen.append((config.experiment_name, config.lr)) or {},
+               ["--plan_config_path", str(tmp_path / "plan.json"), "--set", "lr=1e-4", "--set", "steps=3"])
+    assert seen == [("a3", 1e-4), ("b3", 1e-4)]  # base_config and options both overridden, templates filled
+    capsys.readouterr()
+
+    for flags, message in [(["--set", "lr=fast"], 'error: --set lr: expected a number, got "fast"'),
+                           (["--set", "steps=0"], "error: --set steps: expected a value >= 1, got 0"),
+                           (["--set", "lrr=1"], "error: --set lrr: unknown key 'lrr'; did you mean 'lr'?"),
+                           (["--set", "learning_rate=1"], "error: --set learning_rate: unknown key 'learning_rate'; "
+                                                          "TRL name: use lr"),
+                           (["--set", "lr"], "error: --set lr: expected field=value, e.g. --set lr=1e-4")]:
+        with pytest.raises(SystemExit) as exit_info:
+            study_main("demo", "d", Toy, lambda config, run_dir: {},
+                       ["--plan_config_path", str(tmp_path / "plan.json"), *flags])
+        assert exit_info.value.code == 2 and capsys.readouterr().err == message + "\n"

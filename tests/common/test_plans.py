@@ -236,3 +236,30 @@ def test_a_dispatching_config_names_the_kind_in_key_errors(p, message):
     with pytest.raises(ConfigError) as e:
         expand_plan(p, KindConfig)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("key,message", [
+    ("peft_config", "unknown key 'peft_config'; TRL name: use lora: the peft LoraConfig kwargs"),
+    ("learning_rate", "unknown key 'learning_rate'; TRL name: use lr"),
+    ("loss_type", 'unknown key \'loss_type\'; TRL name: use objective (TRL loss_type "sigmoid" is objective "dpo"'),
+    ("per_device_train_batch_size", "TRL name: use micro_batch_size (examples per forward per process) and "
+                                    "batch_size"),
+    ("gradient_accumulation_steps", "TRL name: use batch_size (examples per optimizer step, global)"),
+    ("bf16", 'TRL name: use precision "bf16" (autocast) or dtype "bfloat16" (weights)'),
+    ("report_to", "TRL name: use use_wandb: true"),
+    ("warmup_steps", "TRL name: use warmup_ratio (share of the steps)"),
+    ("num_train_epochs", "TRL name: use num_epochs"),
+])
+def test_trl_names_get_the_lab_name(key, message):
+    from common.config import TrainConfig
+
+    with pytest.raises(ConfigError) as e:
+        expand_plan(plan({key: 1}), TrainConfig, "plan.json")
+    assert str(e.value).startswith(f"plan.json: configurations[0].base_config.{key}: ")
+    assert message in str(e.value)
+
+
+def test_a_trl_name_whose_lab_field_the_config_lacks_gets_the_usual_suggestion():
+    with pytest.raises(ConfigError) as e:  # ToyConfig has no lora
+        expand_plan(plan({"peft_config": {}}), ToyConfig, "plan.json")
+    assert "TRL name" not in str(e.value)

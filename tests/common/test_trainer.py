@@ -130,17 +130,57 @@ def test_non_finite_loss_stops_with_a_clear_error(pairs, tmp_path):
     assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl") if r["kind"] == "train"] == [1]
 
 
+def wandb_records(path):
+    """The protobuf records (wandb's own schema) of a `.wandb` file, read as wandb writes it: a 7-byte
+    header (":W&B", magic, version), then a LevelDB-style log of 32 KiB blocks in which a record is split
+    into FIRST/MIDDLE/LAST fragments at block ends, each behind a 7-byte header (crc32, length, type), so
+    grepping the bytes also breaks when a key or value straddles a block end."""
+
+    import struct
+
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data = open(path, "rb").read()
+    assert data[:4] == b":W&B"
+    block, pos, fragments = 32768, 7, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's last bytes too few for a header: zero padding
+            pos += block - pos % block
+            continue
+        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
+        fragments += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            yield Record.FromString(fragments)
+            fragments = b""
+
+
 def test_wandb_offline_records_the_metrics(pairs, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     Trainer(config(use_wandb=True, wandb_project="tests"), random_llama(), TOKENIZER, pairs, tmp_path,
             eval_sets={"train": pairs}).train()
+    # run.finish() (the trainer's last call) does not wait for wandb's service to write the file out: its
+    # writer buffers and closes the file when the service shuts its stream down, so the file may still be
+    # short here. teardown() stops the service, which closes the file (as at the end of a process).
+    import wandb
+
+    wandb.teardown()
     files = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(files) == 1
-    log = open(files[0], "rb").read()
-    last = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["kind"] == "train"][-1]
-    # wandb's binary log stores metric keys and JSON-encoded values as plain bytes.
-    assert b"train/loss" in log and b"eval/train/preferred_logprobs_change_mean" in log
-    assert json.dumps(last["loss"]).encode() in log
+    records = list(wandb_records(files[0]))
+    assert records[-1].WhichOneof("record_type") == "exit"  # the whole run is in the file
+    history = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "history":
+            row = {"/".join(item.nested_key) or item.key: json.loads(item.value_json) for item in record.history.item}
+            history[row["_step"]] = {**history.get(row["_step"], {}), **row}
+    train = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    evals = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if r["kind"] == "eval"]
+    assert sorted(history) == sorted({r["step"] for r in train + evals})
+    for r in train:
+        assert history[r["step"]]["train/loss"] == r["loss"]
+    for r in evals:
+        assert history[r["step"]]["eval/train/preferred_logprobs_change_mean"] == r["preferred_logprobs_change_mean"]
 
 
 def test_bf16_autocast_keeps_fp32_master_weights(pairs, tmp_path):

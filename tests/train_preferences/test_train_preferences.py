@@ -97,3 +97,49 @@ def test_two_processes_match_one_process(tmp_path, tiny_models, prefs):
     assert moved > 1e-4 and gap < 1e-6 * max(1.0, moved * 100), (moved, gap)
     metrics = [read_jsonl(tmp_path / d / "out" / "dpo_dpo_lr0.05" / "metrics.jsonl") for d in ("1", "2")]
     assert [r["loss"] for r in metrics[0]] == pytest.approx([r["loss"] for r in metrics[1]], abs=1e-5)
+
+
+def test_held_out_eval_set_and_overrides(tmp_path, tiny_models):
+    """eval_dataset: the held-out pairs get the same displacement metrics as the training set, at step 0,
+    every eval_every_steps and at the end; --set overrides the plan."""
+    rows = (REPO / "data_files" / "pref_similarity" / "plain_tiny.jsonl").read_text().splitlines()
+    train, held_out = tmp_path / "train.jsonl", tmp_path / "held_out.jsonl"
+    train.write_text("\n".join(rows[:8]) + "\n")
+    held_out.write_text("\n".join(rows[30:36]) + "\n")
+    plan = plan_for(tmp_path, tiny_models["base"], train, batch_size=4, num_epochs=1)
+    result = cli("--plan_config_path", str(plan), "--set", f"eval_dataset={held_out}", "--set", "eval_every_steps=1",
+                 "--set", "lr=0.001")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run_dir = tmp_path / "out" / "dpo_dpo_lr0.001"
+    evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "eval"]
+    assert sorted((r["split"], r["step"], r["count"]) for r in evals) == [
+        ("eval", 0, 6), ("eval", 1, 6), ("eval", 2, 6), ("train", 0, 8), ("train", 1, 8), ("train", 2, 8)]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["num_eval_examples"] == 6
+    final = {r["split"]: r for r in evals if r["step"] == 2}
+    assert summary["eval"]["eval"]["preferred_logprobs_change_mean"] == final["eval"]["preferred_logprobs_change_mean"]
+    assert final["eval"]["preferred_logprobs_change_mean"] != 0  # the held-out log-probs moved too
+
+    same = plan_for(tmp_path, tiny_models["base"], train, experiment_name="same")
+    result = cli("--plan_config_path", str(same), "--set", f"eval_dataset={train}")
+    assert result.returncode == 2 and "eval_split: the held-out set is the training set" in result.stderr
+
+
+def test_the_example_plan_and_its_results(tmp_path, tiny_models):
+    """train_preferences/experiments_plans/plain_tiny.json as the docs run it, then its results printer."""
+    from train_preferences.results import main as results_main
+
+    out = tmp_path / "plain_tiny"
+    result = cli("--plan_config_path", "train_preferences/experiments_plans/plain_tiny.json",
+                 "--set", f"outputs_dir={out}", "--set", f"model={tiny_models['base']}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = results_main(["--experiments_dir", str(out)])
+    for lr in ("0.0001", "0.0003"):
+        records = read_jsonl(out / f"dpo_lr{lr}" / "metrics.jsonl")
+        final = [r for r in records if r["kind"] == "eval"][-1]
+        assert final["step"] == 10 and [r["step"] for r in records if r["kind"] == "eval"] == [0, 2, 4, 6, 8, 10]
+        row = next(line.split() for line in text.splitlines() if line.startswith(f"dpo_lr{lr} "))
+        assert row[4:6] == ["40", "10"]
+        assert float(row[7]) == pytest.approx(final["preferred_logprobs_change_mean"], rel=1e-3, abs=1e-4)
+        assert float(row[8]) == pytest.approx(final["dispreferred_logprobs_change_mean"], rel=1e-3, abs=1e-4)
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
