@@ -98,6 +98,10 @@ class TrainConfig(RunConfig):
     use_wandb: bool = option(False, help="log to wandb too (honours WANDB_MODE)")
     wandb_project: str = option("alignment-lab")
     shuffle: bool = option(True, help="reshuffle the training set each epoch (seeded)")
+    gradient_checkpointing: bool = option(False, help="recompute activations in the backward (transformers' "
+                                                      "non-reentrant checkpointing): less memory, same numbers")
+    merge_lora: bool = option(False, help="with lora and save_model: save the full model with the adapters merged "
+                                          "in, instead of the adapter alone (peft's format)")
 
     def validate(self) -> None:
         super().validate()
