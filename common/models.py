@@ -111,8 +111,12 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 def enable_gradient_checkpointing(model) -> None:
     """transformers' gradient checkpointing, non-reentrant (exact gradients, works with frozen inputs);
-    with LoRA the embeddings' outputs require grad too, as peft asks for checkpointed adapters."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    with LoRA the embeddings' outputs require grad too, as peft asks for checkpointed adapters.
+    (transformers >= 5.x names it `activation_checkpointing_enable`, the old name is deprecated.)"""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if hasattr(model, "peft_config"):
         model.enable_input_require_grads()
 
