@@ -107,6 +107,10 @@ class TrainConfig(RunConfig):
     allow_bf16_weights: bool = option(False, help="train half-precision (bfloat16/float16) weights at lr < "
                                                   f"{HALF_PRECISION_MIN_LR:g} anyway (most updates are rounded "
                                                   "away; see dtype)")
+    gradient_checkpointing: bool = option(False, help="recompute activations in the backward (transformers' "
+                                                      "non-reentrant checkpointing): less memory, same numbers")
+    merge_lora: bool = option(False, help="with lora and save_model: save the full model with the adapters merged "
+                                          "in, instead of the adapter alone (peft's format)")
 
     def validate(self) -> None:
         super().validate()

@@ -96,13 +96,47 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def save_model(model, tokenizer, path: str | Path) -> None:
-    """Save a full model (LoRA adapters merged in) + tokenizer as safetensors, atomically."""
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout probability to 0 (TRL's `disable_dropout`): nn.Dropout modules, and the float
+    `*dropout*` attributes that attention modules copy from the config at init (Llama's
+    `attention_dropout`) and the config's own, so that train mode computes what eval mode would."""
+    configs = [m.config for m in model.modules() if hasattr(m, "config")]
+    for owner in [*model.modules(), *configs]:
+        if isinstance(owner, torch.nn.Dropout):
+            owner.p = 0.0
+        for name, value in list(vars(owner).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(owner, name, 0.0)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """transformers' gradient checkpointing, non-reentrant (exact gradients, works with frozen inputs);
+    with LoRA the embeddings' outputs require grad too, as peft asks for checkpointed adapters.
+    (transformers >= 5.x names it `activation_checkpointing_enable`, the old name is deprecated.)"""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "peft_config"):
+        model.enable_input_require_grads()
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def save_model(model, tokenizer, path: str | Path, *, merge_lora: bool = False) -> None:
+    """Save a model + tokenizer as safetensors, atomically. A LoRA (peft) model is saved as peft does,
+    its adapter (`adapter_config.json` + `adapter_model.safetensors`, loadable with
+    `PeftModel.from_pretrained(base, path)`), unless `merge_lora`: then the full model with the adapters
+    merged in (in place: the model in memory is merged too; its outputs do not change)."""
     import shutil
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if hasattr(model, "merge_and_unload"):
+    if merge_lora and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)

@@ -126,6 +126,18 @@ def attach_run_log(run_dir: str | os.PathLike) -> logging.Handler:
     return handler
 
 
+class _WarningsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def log_from_main_only(is_main: bool) -> None:
+    """On processes other than the main one keep only warnings and errors, so N processes print (and
+    write to log.txt) each info line once."""
+    if not is_main and not any(isinstance(f, _WarningsOnly) for f in logger.filters):
+        logger.addFilter(_WarningsOnly())
+
+
 def setup_console_logging() -> None:
     if not any(type(h) is logging.StreamHandler for h in logger.handlers):
         handler = logging.StreamHandler()

@@ -7,8 +7,12 @@ chosen and rejected rows in one forward. Per-example losses are summed and scale
 world / batch_size, so after DDP averages gradients over processes every step applies the gradient of
 the global-batch mean, whatever the number of processes or micro-batches.
 
-Dropout is off throughout (the model stays in eval mode), as in TRL's DPOTrainer: reference and policy
-log-probs then agree at step 0, and runs are deterministic.
+How a micro-batch becomes per-example losses is the trainer's `strategy` (common/strategies.py); the
+default is the preference / SFT log-prob path (`SequenceLogProbs` + `make_loss`).
+
+Dropout is off throughout, as in TRL's DPOTrainer (`disable_dropout`): reference and policy log-probs
+then agree at step 0, and runs are deterministic. The model stays in train mode (every dropout
+probability set to 0), so features that look at `model.training` work, e.g. `gradient_checkpointing`.
 """
 from __future__ import annotations
 
@@ -28,10 +32,9 @@ from common.config import TrainConfig, to_dict
 from common.data import PreferenceExample, collate_pairs
 from common.distributed import make_accelerator
 from common.errors import TrainingError
-from common.logprobs import SequenceLogProbs
-from common.losses import make_loss
-from common.models import save_model
+from common.models import count_parameters, disable_dropout, enable_gradient_checkpointing, save_model
 from common.rundir import CHECKPOINT_DIR, checkpoint_candidates, install_checkpoint
+from common.strategies import PreferenceStrategy, StepStrategy, StepTerms
 from common.tracking import Tracker, logger, read_json, write_json
 
 REFERENCE_FILE = "reference_logps.safetensors"
@@ -112,11 +115,14 @@ def preference_metrics(chosen: torch.Tensor, rejected: Optional[torch.Tensor], r
 class Trainer:
     def __init__(self, config: TrainConfig, model, tokenizer, train_set: Sequence[PreferenceExample],
                  run_dir: str | os.PathLike, *, eval_sets: Optional[dict[str, Sequence[PreferenceExample]]] = None,
-                 callbacks: Sequence[TrainerCallback] = (), accelerator=None):
+                 callbacks: Sequence[TrainerCallback] = (), accelerator=None, strategy: Optional[StepStrategy] = None):
         if not train_set:
             raise TrainingError("the training set is empty")
         self.config = config
-        self.loss = make_loss(config)
+        self.strategy = strategy or PreferenceStrategy(config)
+        if eval_sets and not self.strategy.scores_sequences:
+            raise TrainingError(f"eval_sets are scored by sequence log-probs; {type(self.strategy).__name__} "
+                                f"does not compute them (evaluate in a callback instead)")
         self.tokenizer = tokenizer
         self.train_set = list(train_set)
         self.eval_sets = dict(eval_sets or {})
@@ -131,11 +137,15 @@ class Trainer:
         if getattr(config, "device_map", None) and self.world > 1:
             raise TrainingError("device_map splits one model over the GPUs of ONE process; launch a single "
                                 "process (python -m ...), or drop device_map for data parallelism")
-        model.eval()  # no dropout, see the module docstring
-        self.model = model
+        disable_dropout(model)  # see the module docstring
+        model.train()
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        self.model = model  # what is trained and saved; `module` is the strategy's wrapper, prepared
+        self.trainable_parameters, self.total_parameters = count_parameters(model)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = make_optimizer(config.optimizer, params, config.lr, config.weight_decay)
-        self.scorer, self.optimizer = self.accelerator.prepare(SequenceLogProbs(model), optimizer)
+        self.module, self.optimizer = self.accelerator.prepare(self.strategy.wrap(model), optimizer)
         self.params = params
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -145,6 +155,11 @@ class Trainer:
         self.reference: dict[str, tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
         self.tracker = Tracker(self.run_dir, config=to_dict(config), use_wandb=config.use_wandb,
                                wandb_project=config.wandb_project, enabled=self.is_main)
+
+    @property
+    def loss(self):
+        """The default strategy's bound loss (`make_loss(config)`), for callbacks that evaluate it."""
+        return self.strategy.loss
 
     # ------------------------------------------------------------------------------------------
     # Scoring
@@ -159,7 +174,7 @@ class Trainer:
             examples = [PreferenceExample(e.prompt_ids, e.chosen_ids, None, e.index) for e in examples]
         batch = collate_pairs(examples, self.pad_id).to(self.device)
         with self.autocast():
-            logps = self.scorer(batch.input_ids, batch.attention_mask, batch.completion_mask)
+            logps = self.module(batch.input_ids, batch.attention_mask, batch.completion_mask)
         n = len(examples)
         return logps[:n], (logps[n:] if len(logps) > n else None), batch
 
@@ -196,7 +211,7 @@ class Trainer:
         from safetensors.torch import load_file, save_file
 
         sets = dict(self.eval_sets)
-        if self.loss.needs_reference:
+        if self.strategy.needs_reference:
             sets[TRAIN] = self.train_set
         path = self.run_dir / REFERENCE_FILE
         cached = load_file(path) if path.exists() else {}
@@ -238,6 +253,18 @@ class Trainer:
     def log(self, record: dict) -> None:
         self.tracker.log(record)
 
+    def log_setup(self) -> None:
+        """One line (main process) on how the run is spread, and the parameter counts."""
+        per_process = math.ceil(self.config.batch_size / self.world)
+        micro = min(self.config.micro_batch_size or per_process, per_process)
+        backend = getattr(self.accelerator.state, "backend", None) or "none"
+        if self.is_main:
+            logger.info(f"{self.world} process(es), {self.accelerator.distributed_type.value} (backend {backend}), "
+                        f"device {self.device}; per process: micro-batch {micro}, "
+                        f"{math.ceil(per_process / micro)} accumulation step(s) per optimizer step of "
+                        f"{self.config.batch_size} examples; parameters {self.trainable_parameters:,} trainable "
+                        f"of {self.total_parameters:,}")
+
     def batch_indices(self, step: int) -> list[int]:
         """Example indices of the global batch of optimizer step `step` (0-based)."""
         epoch, k = divmod(step, self.steps_per_epoch)
@@ -253,20 +280,9 @@ class Trainer:
         size = self.config.micro_batch_size or max(len(mine), 1)
         return [mine[i:i + size] for i in range(0, len(mine), size)]
 
-    def loss_terms(self, indices: list[int]):
-        """Per-example losses and rewards of `indices`, and the number of real tokens scored."""
-        examples = [self.train_set[i] for i in indices]
-        chosen, rejected, batch = self.policy_logps(examples, self.loss.needs_rejected)
-        ref_chosen = ref_rejected = None
-        if TRAIN in self.reference:
-            ref_c, ref_r = self.reference[TRAIN]
-            ref_chosen = ref_c[indices].to(self.device)
-            ref_rejected = ref_r[indices].to(self.device) if ref_r is not None else None
-        lengths = batch.completion_lengths.float()
-        n = len(examples)
-        losses, chosen_rewards, rejected_rewards = self.loss(
-            chosen, rejected, ref_chosen, ref_rejected, lengths[:n], lengths[n:] if rejected is not None else None)
-        return losses, chosen_rewards, rejected_rewards, chosen.detach(), batch.attention_mask.sum()
+    def loss_terms(self, indices: list[int]) -> StepTerms:
+        """Per-example losses and metrics of training examples `indices`, and the real tokens scored."""
+        return self.strategy.losses(self, indices)
 
     def train_step(self, step: int) -> dict:
         """One optimizer step on global batch `step`; returns the step's train record."""
@@ -276,15 +292,15 @@ class Trainer:
         if not micro:  # fewer examples than processes: join the collective with a zero-weight example
             micro, weight = [indices[:1]], 0.0
         scale = weight * self.world / len(indices)
-        # loss sum, chosen reward sum, rejected reward sum, reward-correct count, policy logp(y+) sum, tokens
-        stats = torch.zeros(6, device=self.device)
+        names = self.strategy.metrics
+        stats = torch.zeros(2 + len(names), device=self.device)  # sums of: loss, each metric, tokens
         for j, chunk in enumerate(micro):
             sync = j == len(micro) - 1
-            with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.scorer):
-                losses, cr, rr, chosen, tokens = self.loss_terms(chunk)
-                self.accelerator.backward(losses.sum() * scale)
-            stats += weight * torch.stack([losses.detach().sum(), cr.sum(), rr.sum(), (cr > rr).float().sum(),
-                                           chosen.sum(), tokens.float()])
+            with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.module):
+                terms = self.loss_terms(chunk)
+                self.accelerator.backward(terms.losses.sum() * scale)
+            stats += weight * torch.stack([terms.losses.detach().sum(), *(terms.metrics[k].sum() for k in names),
+                                           terms.tokens.float()])
         stats = self.accelerator.reduce(stats, reduction="sum")
         max_norm = self.config.max_grad_norm or float("inf")
         grad_norm = float(self.accelerator.clip_grad_norm_(self.params, max_norm))
@@ -298,16 +314,14 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        b = len(indices)
+        means = {k: (stats[1 + i] / len(indices)).item() for i, k in enumerate(names)}
         return {"kind": "train", "step": step + 1, "epoch": (step + 1) / self.steps_per_epoch, "loss": loss,
-                "chosen_rewards": (stats[1] / b).item(), "rejected_rewards": (stats[2] / b).item(),
-                "reward_margin": ((stats[1] - stats[2]) / b).item(), "reward_accuracy": (stats[3] / b).item(),
-                "preferred_logprobs": (stats[4] / b).item(), "grad_norm": grad_norm, "lr": lr,
-                "tokens": int(stats[5].item())}
+                **means, "grad_norm": grad_norm, "lr": lr, "tokens": int(stats[-1].item())}
 
     def train(self) -> dict:
         cfg = self.config
         started = time.time()
+        self.log_setup()
         self.compute_reference()  # before loading a checkpoint: an uncached reference must be the initial policy
         resumed = self.load_checkpoint()
         if not resumed:
@@ -341,13 +355,14 @@ class Trainer:
             final_eval = self.evaluate(self.step)
         summary = {"steps": self.step, "train": record, "eval": final_eval,
                    "train_tokens_per_second": tokens / train_time if train_time else None,
-                   "wall_time_seconds": time.time() - started}
+                   "wall_time_seconds": time.time() - started,
+                   "trainable_parameters": self.trainable_parameters, "total_parameters": self.total_parameters}
         for callback in self.callbacks:
             summary.update(callback.on_train_end(self) or {})
         if cfg.save_model:
             self.accelerator.wait_for_everyone()
             if self.is_main:
-                save_model(self.accelerator.unwrap_model(self.scorer).model, self.tokenizer, self.run_dir / "model")
+                save_model(self.model, self.tokenizer, self.run_dir / "model", merge_lora=cfg.merge_lora)
         self.accelerator.wait_for_everyone()  # the checkpoint stays until summary.json is on disk (write_summary)
         self.tracker.finish()
         return summary
