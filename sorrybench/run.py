@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ches.similarity_file import measure_values, read_similarities
-from common.data import PreferenceExample, subsample, tokenize_rows
+from common.data import PreferenceExample, subsample
 from common.distributed import process_state
 from common.errors import DataError
+from common.preference_data import Tokenization, normalize_rows, tokenize_pairs
 from common.tracking import logger, write_json
 from common.trainer import train_examples
 from sorrybench.config import SorryBenchConfig
@@ -46,15 +47,14 @@ def lowest_by_measure(examples: Sequence[PreferenceExample], values: dict[int, f
     return sorted(examples, key=lambda e: (values[e.index], e.index))[:k]
 
 
-def load_pairs(config: SorryBenchConfig, tokenizer, split: str) -> tuple[list[PreferenceExample], int, int]:
-    """Tokenized pairs of a split, the number of rows and the number dropped for max_length."""
+def load_pairs(config: SorryBenchConfig, tokenizer, split: str) -> tuple[list[PreferenceExample], int, dict]:
+    """Tokenized (truncated) pairs of a split, the number of rows and the truncation counts."""
     rows, path = read_preference_split(config.dataset_path, split, gold=config.use_gold_preferences)
-    examples, dropped = tokenize_rows(rows, tokenizer, source=path, prompt_field="prompt", chosen_field="chosen",
-                                      rejected_field="rejected", max_length=config.max_length,
-                                      use_chat_template=config.use_chat_template)
+    rows, _ = normalize_rows(rows, path, format="plain")
+    examples, counts = tokenize_pairs(rows, tokenizer, Tokenization.of(config), source=path)
     if not examples:
-        raise DataError(f"{path}: no pair fits max_length={config.max_length} ({dropped} dropped)")
-    return examples, len(rows), dropped
+        raise DataError(f"{path}: every pair has an empty response after truncation to max_length={config.max_length}")
+    return examples, len(rows), counts.as_dict()
 
 
 def select_train(config: SorryBenchConfig, examples: list[PreferenceExample], num_rows: int) -> list[PreferenceExample]:
@@ -75,11 +75,10 @@ def run(config: SorryBenchConfig, run_dir: Path) -> dict:
 
     prompts = split_prompts(config.dataset_path, config.refusal_max_prompts) if config.refusal_eval else None
     model, tokenizer = load_for_training(config)
-    train_all, num_rows, dropped = load_pairs(config, tokenizer, "train")
-    test_set, _, dropped_test = load_pairs(config, tokenizer, "test")
+    train_all, num_rows, truncation = load_pairs(config, tokenizer, "train")
+    test_set, _, truncation_test = load_pairs(config, tokenizer, "test")
     train_set = select_train(config, train_all, num_rows)
-    logger.info(f"{setting_name(config)}: {len(train_set)} training pairs of {num_rows} "
-                f"({dropped} train / {dropped_test} test pairs longer than max_length dropped)")
+    logger.info(f"{setting_name(config)}: {len(train_set)} training pairs of {num_rows}")
     if process_state().is_main_process:
         write_json(run_dir / "train_indices.json", [e.index for e in train_set])
     callbacks = []
@@ -92,4 +91,4 @@ def run(config: SorryBenchConfig, run_dir: Path) -> dict:
     summary = train_examples(config, run_dir, model, tokenizer, train_set,
                              eval_sets={"train": train_set, "test": test_set}, callbacks=callbacks)
     return {**summary, "setting": setting_name(config), "num_examples": len(train_set),
-            "dropped_too_long": {"train": dropped, "test": dropped_test}}
+            "truncation": {"train": truncation, "test": truncation_test}}
