@@ -68,7 +68,7 @@ class _Rows:
         elif isinstance(value, str):
             seen, fix = "text" + (" (TRL standard format)" if response else ""), "plain" if response else "auto"
         else:
-            seen, fix = f"a {type(value).__name__}", "auto"
+            seen, fix = f"of type {type(value).__name__}", "auto"
         return self.fail(i, f"field {field!r} is {seen}, which the {self.format} format does not accept; set "
                             f"{self.format_field} to {fix} (auto detects the format from the first row)")
 
