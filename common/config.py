@@ -98,12 +98,12 @@ class TrainConfig(RunConfig):
     use_wandb: bool = option(False, help="log to wandb too (honours WANDB_MODE)")
     wandb_project: str = option("alignment-lab")
     shuffle: bool = option(True, help="reshuffle the training set each epoch (seeded)")
-    # Tokenization (common.preference_data.Tokenization): TRL's truncation, the format for models without a chat template
+    # Tokenization (common.preference_data.Tokenization): TRL's truncation; the format without a chat template
     max_prompt_length: int = option(-1, help="prompt tokens kept (TRL's max_prompt_length); -1 = no limit")
     truncation_mode: str = option("keep_start", choices=["keep_start", "keep_end"], help="side kept by max_length "
                                   "and max_prompt_length; an example is dropped only if a response ends up empty")
     prompt_format: str = option("text", choices=["text", "prompter_assistant"], help="without a chat template: "
-                                "prompt, prompt_separator, response; or the public CHES code's <|prompter|>x<|assistant|>y")
+                                "prompt, prompt_separator, response; or the public code's <|prompter|>x<|assistant|>y")
     prompt_separator: str = option("\n", help="prompt_format text: written after each prompt message")
 
     def validate(self) -> None:

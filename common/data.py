@@ -71,7 +71,8 @@ def read_saved_dataset(path: Path, split: str) -> list[dict]:
     loaded = datasets.load_from_disk(str(path))
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
-            raise DataError(f"{path}: saved dataset has no split {split!r} (splits: {', '.join(loaded)}); set the split")
+            raise DataError(f"{path}: saved dataset has no split {split!r} (splits: {', '.join(loaded)}); "
+                            f"set the split")
         loaded = loaded[split]
     return [dict(row) for row in loaded]
 
@@ -164,7 +165,8 @@ def encode_prompt(tokenizer, prompt: Prompt, use_chat_template: Optional[bool] =
     """Token ids of the prompt as the model sees it before its response."""
     if uses_chat_template(tokenizer, use_chat_template):
         return _chat_ids(tokenizer, as_messages(prompt), add_generation_prompt=True)
-    return tokenizer(render_prompt_text(tokenizer, prompt, prompt_format, separator), add_special_tokens=True)["input_ids"]
+    text = render_prompt_text(tokenizer, prompt, prompt_format, separator)
+    return tokenizer(text, add_special_tokens=True)["input_ids"]
 
 
 def encode_completion(tokenizer, prompt: Prompt, completion: str, prompt_ids: Sequence[int], *,

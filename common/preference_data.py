@@ -47,7 +47,8 @@ def detect_format(row: dict) -> str:
         return "prompt_completion"
     if "messages" in row:
         return "messages"
-    raise DataError(f"row 0 has no known preference or SFT fields (fields present: {', '.join(sorted(row)) or 'none'}); "
+    present = ", ".join(sorted(row)) or "none"
+    raise DataError(f"row 0 has no known preference or SFT fields (fields present: {present}); "
                     f"expected prompt/chosen/rejected, chosen/rejected message lists, instruction/output_1/output_2/"
                     f"preference, prompt/completion or messages (or name your fields in the config)")
 
@@ -137,7 +138,8 @@ def _conversational(r: _Rows, rows: list[dict]) -> list[dict]:
         context, chosen = r.split_last_turn(row["chosen"], i, "chosen")
         rejected_context, rejected = r.split_last_turn(row["rejected"], i, "rejected")
         if context != rejected_context:
-            raise r.fail(i, "'chosen' and 'rejected' differ before their last assistant turn; the prompt must be shared")
+            raise r.fail(i, "'chosen' and 'rejected' differ before their last assistant turn; the prompt must be "
+                            "shared")
         if context:
             prompt = context
         elif row.get("prompt") not in (None, "", []):

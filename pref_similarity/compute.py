@@ -28,8 +28,8 @@ from common.cli import command_main
 from common.config import option
 from common.data import PROMPT_FORMATS, subsample
 from common.errors import ConfigError, DataError
-from common.tracking import logger, read_json, setup_console_logging, write_json
 from common.preference_data import TRUNCATION_MODES, Tokenization, tokenize_pairs
+from common.tracking import logger, read_json, setup_console_logging, write_json
 from pref_similarity.preference_sets import FORMATS, dataset_identity, load_preference_set
 
 INFO_FILE = "info.json"

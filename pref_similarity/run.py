@@ -2,7 +2,8 @@
 
 The run reads the similarity file written by `python -m pref_similarity.compute` for the same model
 and dataset, tokenizes and truncates the examples as the computation did (`max_length`,
-`max_prompt_length`, `truncation_mode`, `prompt_format`), takes the `preference_num_samples` around `quantile` of `similarity_measure` (`selection.quantile_window`), trains on them with the shared
+`max_prompt_length`, `truncation_mode`, `prompt_format`), takes the `preference_num_samples` around
+`quantile` of `similarity_measure` (`selection.quantile_window`), trains on them with the shared
 Trainer (any core loss, `sft_coeff`) and evaluates on that training subset before and after:
 `metrics.jsonl` eval records of split "train" carry `preferred_logprobs_change_mean` (policy minus
 reference summed log-prob of y+, averaged), its dispreferred twin, the means, probabilities and
@@ -69,8 +70,8 @@ def run(config: QuantileRunConfig, run_dir: Path) -> dict:
     from ches.similarity_file import measure_values, read_similarities
     from common.distributed import process_state
     from common.models import load_for_training
-    from common.trainer import train_examples
     from common.preference_data import Tokenization, tokenize_pairs
+    from common.trainer import train_examples
     from pref_similarity.preference_sets import load_preference_set
     from pref_similarity.selection import quantile_window
 

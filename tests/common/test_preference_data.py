@@ -29,7 +29,8 @@ def test_only_an_empty_response_drops_the_example(tiny_models):
     assert counts.as_dict() == {"examples": 2, "truncated": 1, "dropped_empty_response": 1}
     (kept,) = examples
     assert kept.index == 1 and len(kept.prompt_ids) + len(kept.chosen_ids) == 512
-    assert kept.chosen_ids == tokenizer("yes " * 600, add_special_tokens=False)["input_ids"][:512 - len(kept.prompt_ids)]
+    yes_ids = tokenizer("yes " * 600, add_special_tokens=False)["input_ids"]
+    assert kept.chosen_ids == yes_ids[:512 - len(kept.prompt_ids)]
 
 
 def test_multi_turn_prompt_keeps_every_earlier_turn(tiny_models):
@@ -59,7 +60,8 @@ def test_prompter_assistant_format(tiny_models):
     add_prompt_format_tokens(model, tokenizer, "prompter_assistant")
     ids = encode_prompt(tokenizer, "Hi", prompt_format="prompter_assistant")
     prompter, assistant = tokenizer.convert_tokens_to_ids([PROMPTER, ASSISTANT])
-    assert ids[-1] == assistant and prompter in ids and max(prompter, assistant) < model.get_input_embeddings().num_embeddings
+    assert ids[-1] == assistant and prompter in ids
+    assert max(prompter, assistant) < model.get_input_embeddings().num_embeddings
     assert model.get_input_embeddings().num_embeddings >= rows_before
     text_ids = encode_prompt(tokenizer, "Hi", prompt_format="text", separator="\n")
     assert text_ids == tokenizer("Hi\n")["input_ids"]

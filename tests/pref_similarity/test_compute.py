@@ -8,8 +8,8 @@ import pytest
 import pref_similarity.compute as compute
 from ches.measures import similarity_rows
 from ches.similarity_file import FILE_NAME, read_similarities
-from common.tracking import read_json
 from common.preference_data import Tokenization, tokenize_pairs
+from common.tracking import read_json
 from pref_similarity.preference_sets import load_preference_set
 from tests.pref_similarity.conftest import PLAIN, REPO, ULTRAFEEDBACK
 

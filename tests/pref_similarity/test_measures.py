@@ -67,7 +67,8 @@ def test_near_duplicates_are_more_similar_by_edit_distance(tiny_chat):
     """A wrong fact differs from the right one in a token or two; a needless refusal shares almost nothing."""
     _, tokenizer = tiny_chat
     kinds = [json.loads(line)["kind"] for line in ULTRAFEEDBACK.read_text().splitlines()]
-    examples, _ = tokenize_pairs(load_preference_set(str(ULTRAFEEDBACK)).rows, tokenizer, Tokenization(), source="fixture")
+    examples, _ = tokenize_pairs(load_preference_set(str(ULTRAFEEDBACK)).rows, tokenizer, Tokenization(),
+                                 source="fixture")
     by_kind = {}
     for e in examples:
         by_kind.setdefault(kinds[e.index], []).append(minus_normalized_edit_distance(e.chosen_ids, e.rejected_ids))

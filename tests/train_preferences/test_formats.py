@@ -118,6 +118,7 @@ def test_format_mismatch_names_the_field_to_set(tmp_path, tiny_models):
     from common.errors import DataError
 
     rows, _ = as_format("ultrafeedback")
-    with pytest.raises(DataError, match=r"row 0: field 'chosen' is a list of messages \(TRL conversational format\), "
-                                        r"which the plain format does not accept; set dataset_format to conversational"):
+    with pytest.raises(DataError, match=r"row 0: field 'chosen' is a list of messages \(TRL conversational "
+                                        r"format\), which the plain format does not accept; set dataset_format "
+                                        r"to conversational"):
         train(tmp_path, tiny_models, write(rows, tmp_path / "set.jsonl"), dataset_format="plain")
