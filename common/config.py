@@ -96,7 +96,7 @@ class TrainConfig(RunConfig):
     max_grad_norm: float = option(0.0, min=0.0, help="clip the global grad norm; 0 = no clipping")
     precision: str = option("fp32", choices=["fp32", "bf16"],
                             help="bf16 = autocast with fp32 master weights")
-    max_length: int = option(512, min=2, help="prompt+response tokens; longer examples are dropped")
+    max_length: int = option(512, min=2, help="prompt+response tokens; longer examples are truncated (truncation_mode)")
     eval_every_steps: int = option(0, min=0, help="evaluate every N steps (also before and after); 0 = only before/after")
     eval_batch_size: int = option(16, min=1)
     save_every_steps: int = option(0, min=0, help="checkpoint for resume every N steps; 0 = never")
@@ -111,6 +111,13 @@ class TrainConfig(RunConfig):
                                                       "non-reentrant checkpointing): less memory, same numbers")
     merge_lora: bool = option(False, help="with lora and save_model: save the full model with the adapters merged "
                                           "in, instead of the adapter alone (peft's format)")
+    # Tokenization (common.preference_data.Tokenization): TRL's truncation; the format without a chat template
+    max_prompt_length: int = option(-1, help="prompt tokens kept (TRL's max_prompt_length); -1 = no limit")
+    truncation_mode: str = option("keep_start", choices=["keep_start", "keep_end"], help="side kept by max_length "
+                                  "and max_prompt_length; an example is dropped only if a response ends up empty")
+    prompt_format: str = option("text", choices=["text", "prompter_assistant"], help="without a chat template: "
+                                "prompt, prompt_separator, response; or the public code's <|prompter|>x<|assistant|>y")
+    prompt_separator: str = option("\n", help="prompt_format text: written after each prompt message")
 
     def validate(self) -> None:
         super().validate()

@@ -26,14 +26,17 @@ Prompt = Union[str, list]  # plain text, or a list of {"role", "content"} messag
 
 
 def load_records(source: str, *, split: str = "train", name: Optional[str] = None) -> list[dict]:
-    """Rows of a local .jsonl/.json file, of `<dir>/<split>.jsonl`, or of a datasets hub name / local dir."""
+    """Rows of a local .jsonl/.json/.parquet/.csv file, of `<dir>/<split>.jsonl`, of a `save_to_disk`
+    directory, or of a datasets hub name / data directory."""
     path = Path(os.path.expanduser(source))
-    if path.suffix in (".jsonl", ".json"):
+    if path.suffix in LOCAL_FILE_TYPES:
         if not path.is_file():
             raise DataError(f"{source}: file not found")
-        return read_json_records(path)
+        return read_json_records(path) if path.suffix in (".jsonl", ".json") else read_table_records(path)
     if path.is_dir() and (path / f"{split}.jsonl").is_file():
         return read_json_records(path / f"{split}.jsonl")
+    if path.is_dir() and any((path / f).is_file() for f in ("dataset_info.json", "dataset_dict.json")):
+        return read_saved_dataset(path, split)
     if source.startswith((".", "/", "~")) and not path.exists():
         raise DataError(f"{source}: file or directory not found")
     import datasets
@@ -44,6 +47,34 @@ def load_records(source: str, *, split: str = "train", name: Optional[str] = Non
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{source}: could not load split {split!r}: {first_line}") from None
     return [dict(row) for row in dataset]
+
+
+LOCAL_FILE_TYPES = (".jsonl", ".json", ".parquet", ".csv")
+
+
+def read_table_records(path: Path) -> list[dict]:
+    """Rows of a .parquet or .csv file (column types as pyarrow infers them)."""
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    try:
+        table = pyarrow.parquet.read_table(path) if path.suffix == ".parquet" else pyarrow.csv.read_csv(path)
+    except Exception as e:  # pyarrow.ArrowInvalid and OSError name the problem
+        raise DataError(f"{path}: could not read: {str(e).strip().splitlines()[0]}") from None
+    return table.to_pylist()
+
+
+def read_saved_dataset(path: Path, split: str) -> list[dict]:
+    """Rows of a `Dataset.save_to_disk` directory, or of split `split` of a saved DatasetDict."""
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"{path}: saved dataset has no split {split!r} (splits: {', '.join(loaded)}); "
+                            f"set the split")
+        loaded = loaded[split]
+    return [dict(row) for row in loaded]
 
 
 def read_json_records(path: Path) -> list[dict]:
@@ -105,13 +136,37 @@ def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> l
     return list(ids)
 
 
-def encode_prompt(tokenizer, prompt: Prompt, use_chat_template: Optional[bool] = None) -> list[int]:
+# Without a chat template, how a prompt (text or messages) becomes text before the response:
+# - None: the caller's text as is (studies that write their own prompt, e.g. "question\n");
+# - "text": the message contents joined by `separator`, then `separator` before the response;
+# - "prompter_assistant": the public CHES code's `<|prompter|>{x}<|assistant|>{y}`, whose two markers are
+#   added tokens (common.models.add_prompt_format_tokens adds them and resizes the embeddings).
+PROMPT_FORMATS = ("text", "prompter_assistant")
+PROMPTER, ASSISTANT = "<|prompter|>", "<|assistant|>"
+
+
+def render_prompt_text(tokenizer, prompt: Prompt, prompt_format: Optional[str] = None, separator: str = "\n") -> str:
+    if prompt_format is None:
+        return prompt if isinstance(prompt, str) else "\n".join(m["content"] for m in prompt)
+    messages = as_messages(prompt)
+    if prompt_format == "text":
+        return "".join(m["content"] + separator for m in messages)
+    if prompt_format != "prompter_assistant":
+        raise ValueError(f"unknown prompt_format {prompt_format!r}")
+    missing = [t for t in (PROMPTER, ASSISTANT) if t not in tokenizer.get_vocab()]
+    if missing:
+        raise DataError(f"prompt_format prompter_assistant: the tokenizer has no {missing[0]} token; load the model "
+                        f"with common.models.add_prompt_format_tokens (the runners do)")
+    return "".join((ASSISTANT if m["role"] == "assistant" else PROMPTER) + m["content"] for m in messages) + ASSISTANT
+
+
+def encode_prompt(tokenizer, prompt: Prompt, use_chat_template: Optional[bool] = None,
+                  prompt_format: Optional[str] = None, separator: str = "\n") -> list[int]:
     """Token ids of the prompt as the model sees it before its response."""
     if uses_chat_template(tokenizer, use_chat_template):
         return _chat_ids(tokenizer, as_messages(prompt), add_generation_prompt=True)
-    if not isinstance(prompt, str):
-        prompt = "\n".join(m["content"] for m in prompt)
-    return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    text = render_prompt_text(tokenizer, prompt, prompt_format, separator)
+    return tokenizer(text, add_special_tokens=True)["input_ids"]
 
 
 def encode_completion(tokenizer, prompt: Prompt, completion: str, prompt_ids: Sequence[int], *,
@@ -148,9 +203,9 @@ class PreferenceExample:
 
 
 def tokenize_preference(tokenizer, prompt: Prompt, chosen: str, rejected: Optional[str] = None, *,
-                        index: int = 0, use_chat_template: Optional[bool] = None,
-                        add_eos: bool = True) -> PreferenceExample:
-    prompt_ids = encode_prompt(tokenizer, prompt, use_chat_template)
+                        index: int = 0, use_chat_template: Optional[bool] = None, add_eos: bool = True,
+                        prompt_format: Optional[str] = None, separator: str = "\n") -> PreferenceExample:
+    prompt_ids = encode_prompt(tokenizer, prompt, use_chat_template, prompt_format, separator)
 
     def completion(text: str) -> list[int]:
         return encode_completion(tokenizer, prompt, text, prompt_ids, use_chat_template=use_chat_template,
@@ -162,27 +217,6 @@ def tokenize_preference(tokenizer, prompt: Prompt, chosen: str, rejected: Option
 
 # ----------------------------------------------------------------------------------------------
 # Batching
-
-
-def tokenize_rows(rows: Sequence[dict], tokenizer, *, source: str, prompt_field: str, chosen_field: str,
-                  rejected_field: str, max_length: int, use_chat_template: Optional[bool] = None,
-                  ) -> tuple[list[PreferenceExample], int]:
-    """Tokenized examples (index = row number) and the number dropped for exceeding `max_length`."""
-    fields = [prompt_field, chosen_field] + ([rejected_field] if rejected_field else [])
-    require_fields(rows, fields, source)
-    examples, dropped = [], 0
-    for i, row in enumerate(rows):
-        for field in fields[1:]:
-            if not isinstance(row[field], str):
-                raise DataError(f"{source}: row {i}: field {field!r} must be text, got {type(row[field]).__name__}")
-        example = tokenize_preference(tokenizer, row[prompt_field], row[chosen_field],
-                                      row[rejected_field] if rejected_field else None, index=i,
-                                      use_chat_template=use_chat_template)
-        if example.length > max_length:
-            dropped += 1
-            continue
-        examples.append(example)
-    return examples, dropped
 
 
 def subsample(examples: list, num_samples: int, seed: int) -> list:

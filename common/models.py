@@ -53,11 +53,16 @@ def load_model(name_or_path: str, *, dtype: str = "float32", trust_remote_code: 
                                                      trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise _load_error(name_or_path, e) from None
-    if lora:
-        from peft import LoraConfig, get_peft_model
+    return apply_lora(model, lora)
 
-        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
-    return model
+
+def apply_lora(model, lora: Optional[dict]):
+    """`model` with LoRA adapters (peft LoraConfig kwargs) as its only trainable weights; as is without."""
+    if not lora:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
 
 
 def load_model_and_tokenizer(name_or_path: str, *, dtype: str = "float32", trust_remote_code: bool = False,
@@ -68,10 +73,31 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype: str = "float32", trust
 
 
 def load_for_training(config, name_or_path: Optional[str] = None):
-    """Model and tokenizer as a TrainConfig asks (dtype, trust_remote_code, lora, device_map)."""
-    return load_model_and_tokenizer(name_or_path or config.model, dtype=config.dtype,
-                                    trust_remote_code=config.trust_remote_code, lora=config.lora,
-                                    device_map=config.device_map)
+    """Model and tokenizer as a TrainConfig asks (dtype, trust_remote_code, lora, device_map, the added
+    tokens of prompt_format prompter_assistant)."""
+    name_or_path = name_or_path or config.model
+    model = load_model(name_or_path, dtype=config.dtype, trust_remote_code=config.trust_remote_code,
+                       device_map=config.device_map)
+    tokenizer = load_tokenizer(name_or_path, trust_remote_code=config.trust_remote_code)
+    add_prompt_format_tokens(model, tokenizer, config.prompt_format, getattr(config, "use_chat_template", None))
+    return apply_lora(model, config.lora), tokenizer
+
+
+def add_prompt_format_tokens(model, tokenizer, prompt_format: Optional[str], use_chat_template=None) -> None:
+    """For prompt_format prompter_assistant without a chat template: add <|prompter|> and <|assistant|>
+    as tokens, as the public CHES code does, and grow the embeddings when the new ids do not fit (a
+    vocabulary padded beyond the tokenizer already has rows for them). New rows are drawn under a fixed
+    seed, so the similarity computation and training start from the same model."""
+    from common.data import ASSISTANT, PROMPTER, uses_chat_template
+
+    if prompt_format != "prompter_assistant" or uses_chat_template(tokenizer, use_chat_template):
+        return
+    tokenizer.add_tokens([PROMPTER, ASSISTANT], special_tokens=True)  # no-op for a checkpoint saved with them
+    if len(tokenizer) <= model.get_input_embeddings().num_embeddings:
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model.resize_token_embeddings(len(tokenizer))
 
 
 def load_for_inference(name_or_path: str, *, dtype: str = "float32", device=None, trust_remote_code: bool = False):

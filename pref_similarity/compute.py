@@ -7,14 +7,16 @@ Writes `O/<model name>_<dataset name>/`:
 - `preference_similarities.jsonl`: one row per example, keyed by its row index in the dataset split
   (`ches.similarity_file` format), appended chunk by chunk as examples finish;
 - `info.json`: the settings the rows were computed with and, once finished, the counts.
+Examples longer than `max_input_length` (prompt + response, in tokens) are truncated as the public
+code truncates them (`common.preference_data.Tokenization`, the same as training); only an example
+with an empty response after truncation is dropped.
 `num_train_samples` are drawn as the public script draws them (`--sample_draw randperm`, the default):
 `torch.randperm(rows in the split, generator=torch.Generator().manual_seed(seed))[:num_train_samples]`
 over the whole split, so seed 548 selects the paper's 5000 UltraFeedback examples; an example of the draw
-that is then dropped (longer than `max_input_length`) is lost. `--sample_draw after_drop` (ours) drops
-first and draws from the examples kept (`random.Random(seed).sample`), so the requested count is met.
-Re-running the same command after an
-interruption computes only the examples not in the file yet; other settings in the same directory
-are an error.
+that is then dropped (an empty response after truncation) is lost. `--sample_draw after_drop` (ours)
+drops first and draws from the examples kept (`random.Random(seed).sample`), so the requested count is met.
+Re-running the same command after an interruption computes only the examples not in the file yet;
+other settings in the same directory are an error.
 """
 from __future__ import annotations
 
@@ -29,10 +31,11 @@ from ches.measures import response_end_ids, similarity_rows
 from ches.similarity_file import FILE_NAME, append_rows, drop_partial_last_line, read_similarities
 from common.cli import command_main
 from common.config import option
-from common.data import subsample
+from common.data import PROMPT_FORMATS, subsample
 from common.errors import ConfigError, DataError
+from common.preference_data import TRUNCATION_MODES, Tokenization, tokenize_pairs
 from common.tracking import logger, read_json, setup_console_logging, write_json
-from pref_similarity.preference_sets import FORMATS, dataset_identity, load_preference_set, tokenize_examples
+from pref_similarity.preference_sets import FORMATS, dataset_identity, load_preference_set
 
 INFO_FILE = "info.json"
 SAMPLE_DRAWS = ("randperm", "after_drop")
@@ -69,10 +72,15 @@ class ComputeOptions:
     sample_draw: str = option("randperm", choices=list(SAMPLE_DRAWS),
                               help="randperm: the public draw over the whole split (seed 548 = the paper's "
                                    "examples); after_drop: drawn from the examples that fit, count met")
-    max_input_length: int = option(512, help="drop examples whose prompt + longer response exceeds this many "
-                                             "tokens; -1 = no limit")
+    max_input_length: int = option(512, help="prompt + response tokens (TRL's max_length, as training's "
+                                             "max_length); longer examples are truncated; -1 = no limit")
+    max_prompt_length: int = option(-1, help="prompt tokens kept; -1 = no limit")
+    truncation_mode: str = option("keep_start", choices=list(TRUNCATION_MODES))
     use_chat_template: str = option("auto", choices=["auto", "true", "false"],
                                     help="auto: use the tokenizer's chat template when it has one")
+    prompt_format: str = option("text", choices=list(PROMPT_FORMATS),
+                                help="without a chat template (as training's prompt_format)")
+    prompt_separator: str = option("\n", help="prompt_format text: written after each prompt message")
     layer: int = option(-1, help="hidden layer of CHES and the last-hidden inner product")
     dtype: str = option("float32", choices=["float32", "bfloat16", "float16"],
                         help="weights dtype (hidden-state sums are accumulated in float32 either way)")
@@ -122,7 +130,7 @@ def check_settings(out_dir: Path, settings: dict) -> None:
 def compute(args: ComputeOptions) -> Path:
     from tqdm.auto import tqdm
 
-    from common.models import load_for_inference
+    from common.models import add_prompt_format_tokens, load_for_inference
 
     setup_console_logging()
     started = time.time()
@@ -131,26 +139,31 @@ def compute(args: ComputeOptions) -> Path:
                 "split": args.split, "dataset_config": args.dataset_config,
                 "num_train_samples": args.num_train_samples,
                 "train_samples_random_seed": args.train_samples_random_seed, "sample_draw": args.sample_draw,
-                "max_input_length": args.max_input_length, "use_chat_template": args.use_chat_template,
+                "max_input_length": args.max_input_length, "max_prompt_length": args.max_prompt_length,
+                "truncation_mode": args.truncation_mode, "use_chat_template": args.use_chat_template,
+                "prompt_format": args.prompt_format, "prompt_separator": args.prompt_separator,
                 "layer": args.layer, "dtype": args.dtype}
     check_settings(out_dir, settings)
     device = resolve_compute_device(args.device)
 
     preference_set = load_preference_set(args.dataset, format=args.format, split=args.split,
-                                         config_name=args.dataset_config)
+                                         config_name=args.dataset_config, format_field="--format")
     model, tokenizer = load_for_inference(args.model, dtype=args.dtype, device=device,
                                           trust_remote_code=args.trust_remote_code)
+    tokenization = Tokenization(args.max_input_length, args.max_prompt_length, args.truncation_mode,
+                             chat_template_flag(args.use_chat_template), args.prompt_format, args.prompt_separator)
+    add_prompt_format_tokens(model, tokenizer, tokenization.prompt_format, tokenization.use_chat_template)
     check_layer(args.layer, model)
 
-    examples, dropped = tokenize_examples(preference_set, tokenizer, max_length=args.max_input_length,
-                                          use_chat_template=chat_template_flag(args.use_chat_template))
+    examples, counts = tokenize_pairs(preference_set.rows, tokenizer, tokenization, source=args.dataset)
     examples = draw_examples(examples, len(preference_set.rows), args.num_train_samples,
                              args.train_samples_random_seed, args.sample_draw)
     if not examples:
-        raise DataError(f"{args.dataset}: no example to compute ({dropped} of {len(preference_set.rows)} longer than "
-                        f"--max_input_length {args.max_input_length}, --num_train_samples {args.num_train_samples})")
+        raise DataError(f"{args.dataset}: no example to compute ({counts.dropped_empty_response} of "
+                        f"{len(preference_set.rows)} have an empty response after truncation to --max_input_length "
+                        f"{args.max_input_length}, --num_train_samples {args.num_train_samples})")
     logger.info(f"{preference_set.source} ({preference_set.format}, {len(preference_set.rows)} rows): "
-                f"{len(examples)} examples ({dropped} longer than {args.max_input_length} tokens dropped first)")
+                f"{len(examples)} examples")
 
     write_json(out_dir / INFO_FILE, {"settings": settings, "complete": False})
     path = out_dir / FILE_NAME
@@ -168,7 +181,7 @@ def compute(args: ComputeOptions) -> Path:
             bar.update(len(chunk))
 
     write_json(out_dir / INFO_FILE, {"settings": settings, "complete": True, "num_examples": len(examples),
-                                     "dropped_too_long": dropped, "dataset_rows": len(preference_set.rows),
+                                     "truncation": counts.as_dict(), "dataset_rows": len(preference_set.rows),
                                      "resolved_format": preference_set.format, "resolved_split": preference_set.split,
                                      "seconds": round(time.time() - started, 1)})
     logger.info(f"wrote {path}")

@@ -1,7 +1,8 @@
 """One run of the Figure 2 experiment: train on the examples around a quantile of a similarity measure.
 
 The run reads the similarity file written by `python -m pref_similarity.compute` for the same model
-and dataset, keeps the examples that fit `max_length`, takes the `preference_num_samples` around
+and dataset, tokenizes and truncates the examples as the computation did (`max_length`,
+`max_prompt_length`, `truncation_mode`, `prompt_format`), takes the `preference_num_samples` around
 `quantile` of `similarity_measure` (`selection.quantile_window`), trains on them with the shared
 Trainer (any core loss, `sft_coeff`) and evaluates on that training subset before and after:
 `metrics.jsonl` eval records of split "train" carry `preferred_logprobs_change_mean` (policy minus
@@ -47,6 +48,10 @@ def check_similarity_source(config: QuantileRunConfig, path: Path, preference_se
     if info.get("resolved_format", preference_set.format) != preference_set.format:
         raise DataError(f"{path}: computed with format {info.get('resolved_format')!r}, not "
                         f"{preference_set.format!r}; set dataset_format to match")
+    for field in ("max_prompt_length", "truncation_mode", "prompt_format", "prompt_separator"):  # the prompt's
+        if field in settings and settings[field] != getattr(config, field):  # tokens (check_token_lengths: y's)
+            raise DataError(f"{path}: computed with --{field} {settings[field]!r}, but {field} is "
+                            f"{getattr(config, field)!r}; set {field} to match")
     if settings.get("model") != config.model:
         logger.warning(f"similarities were computed with {settings.get('model')!r}, training {config.model!r}")
 
@@ -65,8 +70,9 @@ def run(config: QuantileRunConfig, run_dir: Path) -> dict:
     from ches.similarity_file import measure_values, read_similarities
     from common.distributed import process_state
     from common.models import load_for_training
+    from common.preference_data import Tokenization, tokenize_pairs
     from common.trainer import train_examples
-    from pref_similarity.preference_sets import load_preference_set, tokenize_examples
+    from pref_similarity.preference_sets import load_preference_set
     from pref_similarity.selection import quantile_window
 
     preference_set = load_preference_set(config.dataset, format=config.dataset_format, split=config.split,
@@ -85,22 +91,22 @@ def run(config: QuantileRunConfig, run_dir: Path) -> dict:
                         f"({len(preference_set.rows)} rows)")
 
     model, tokenizer = load_for_training(config)
-    examples, dropped = tokenize_examples(preference_set, tokenizer, max_length=config.max_length,
-                                          indices=sorted(values), use_chat_template=config.use_chat_template)
+    examples, counts = tokenize_pairs(preference_set.rows, tokenizer, Tokenization.of(config), source=config.dataset,
+                                      indices=sorted(values))
     if not examples:
-        raise DataError(f"{config.dataset}: no example of the similarity file fits max_length={config.max_length}")
+        raise DataError(f"{config.dataset}: every example of the similarity file has an empty response after "
+                        f"truncation to max_length={config.max_length}")
     check_token_lengths(examples, rows, path)
     by_index = {e.index: e for e in examples}
     selected = quantile_window({i: values[i] for i in by_index}, config.quantile, config.preference_num_samples)
     train_set = [by_index[i] for i in selected]
     window = [values[i] for i in selected]
     logger.info(f"{len(train_set)} of {len(examples)} examples around quantile {config.quantile} of "
-                f"{config.similarity_measure} (values {min(window):.4g} .. {max(window):.4g}; {dropped} longer "
-                f"than max_length dropped first)")
+                f"{config.similarity_measure} (values {min(window):.4g} .. {max(window):.4g})")
     if process_state().is_main_process:
         write_jsonl(run_dir / "selected_examples.jsonl",
                     [{"index": i, config.similarity_measure: values[i]} for i in selected])
 
     summary = train_examples(config, run_dir, model, tokenizer, train_set, eval_sets={"train": train_set})
-    return {**summary, "num_examples": len(train_set), "candidates": len(examples), "dropped_too_long": dropped,
+    return {**summary, "num_examples": len(train_set), "candidates": len(examples), "truncation": counts.as_dict(),
             "measure_min": min(window), "measure_mean": statistics.fmean(window), "measure_max": max(window)}

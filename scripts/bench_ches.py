@@ -88,7 +88,8 @@ def main() -> None:
     from ches.ches import ches_from_sums, hidden_state_sums
     from ches.measures import minus_normalized_edit_distance
     from common.models import load_model_and_tokenizer
-    from pref_similarity.preference_sets import load_preference_set, tokenize_examples
+    from common.preference_data import Tokenization, tokenize_pairs
+    from pref_similarity.preference_sets import load_preference_set
     from tiny.build import tiny_model_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -102,7 +103,7 @@ def main() -> None:
     model_path = args.model or tiny_model_path("tiny-chat")
     model, tokenizer = load_model_and_tokenizer(model_path)
     model.eval()
-    examples, _ = tokenize_examples(load_preference_set(str(FIXTURE)), tokenizer, max_length=-1)
+    examples, _ = tokenize_pairs(load_preference_set(str(FIXTURE)).rows, tokenizer, Tokenization(), source=str(FIXTURE))
     examples = examples[:args.examples]
     n = len(examples)
     public_hidden_measures(model, examples[:4])  # warm-up (allocator, kernels) for both sides

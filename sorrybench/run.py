@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ches.similarity_file import measure_values, read_similarities
-from common.data import PreferenceExample, subsample, tokenize_rows
+from common.data import PreferenceExample, subsample
 from common.distributed import process_state
 from common.errors import DataError
+from common.preference_data import Tokenization, normalize_rows, tokenize_pairs
 from common.tracking import logger, write_json
 from common.trainer import train_examples
 from sorrybench.config import PAIR_KIND_FILTERS, SorryBenchConfig
@@ -46,15 +47,14 @@ def lowest_by_measure(examples: Sequence[PreferenceExample], values: dict[int, f
     return sorted(examples, key=lambda e: (values[e.index], e.index))[:k]
 
 
-def load_pairs(config: SorryBenchConfig, tokenizer, split: str) -> tuple[list[PreferenceExample], list[dict], int]:
-    """Tokenized pairs of a split, its rows and the number dropped for max_length."""
+def load_pairs(config: SorryBenchConfig, tokenizer, split: str) -> tuple[list[PreferenceExample], list[dict], dict]:
+    """Tokenized (truncated) pairs of a split, its rows (with the judge's scores) and the truncation counts."""
     rows, path = read_preference_split(config.dataset_path, split, gold=config.use_gold_preferences)
-    examples, dropped = tokenize_rows(rows, tokenizer, source=path, prompt_field="prompt", chosen_field="chosen",
-                                      rejected_field="rejected", max_length=config.max_length,
-                                      use_chat_template=config.use_chat_template)
+    normalized, _ = normalize_rows(rows, path, format="plain")
+    examples, counts = tokenize_pairs(normalized, tokenizer, Tokenization.of(config), source=path)
     if not examples:
-        raise DataError(f"{path}: no pair fits max_length={config.max_length} ({dropped} dropped)")
-    return examples, rows, dropped
+        raise DataError(f"{path}: every pair has an empty response after truncation to max_length={config.max_length}")
+    return examples, rows, counts.as_dict()
 
 
 def of_pair_kind(config: SorryBenchConfig, examples: list[PreferenceExample], rows: list[dict]
@@ -85,11 +85,10 @@ def run(config: SorryBenchConfig, run_dir: Path) -> dict:
 
     prompts = split_prompts(config.dataset_path, config.refusal_max_prompts) if config.refusal_eval else None
     model, tokenizer = load_for_training(config)
-    train_all, rows, dropped = load_pairs(config, tokenizer, "train")
-    test_set, _, dropped_test = load_pairs(config, tokenizer, "test")
+    train_all, rows, truncation = load_pairs(config, tokenizer, "train")
+    test_set, _, truncation_test = load_pairs(config, tokenizer, "test")
     train_set = select_train(config, of_pair_kind(config, train_all, rows), len(rows))
-    logger.info(f"{setting_name(config)}: {len(train_set)} training pairs of {len(rows)} "
-                f"({dropped} train / {dropped_test} test pairs longer than max_length dropped)")
+    logger.info(f"{setting_name(config)}: {len(train_set)} training pairs of {len(rows)}")
     if process_state().is_main_process:
         write_json(run_dir / "train_indices.json", [e.index for e in train_set])
     callbacks = []
@@ -102,4 +101,4 @@ def run(config: SorryBenchConfig, run_dir: Path) -> dict:
     summary = train_examples(config, run_dir, model, tokenizer, train_set,
                              eval_sets={"train": train_set, "test": test_set}, callbacks=callbacks)
     return {**summary, "setting": setting_name(config), "num_examples": len(train_set),
-            "dropped_too_long": {"train": dropped, "test": dropped_test}}
+            "truncation": {"train": truncation, "test": truncation_test}}

@@ -5,13 +5,18 @@ from dataclasses import dataclass
 from typing import Optional
 
 from common.config import FieldError, TrainConfig, option
+from common.preference_data import FORMATS
 
 
 @dataclass
 class PreferenceRunConfig(TrainConfig):
-    dataset: str = option("", help="jsonl/json file, a directory with <split>.jsonl, or a hub dataset id")
+    dataset: str = option("", help="jsonl/json/parquet/csv file, a directory with <split>.jsonl, a save_to_disk "
+                                   "directory, or a hub dataset id")
+    dataset_format: str = option("auto", choices=list(FORMATS), help="auto: from the first row's fields "
+                                 "(docs/train_preferences.md lists the formats)")
     split: str = option("train")
-    prompt_field: str = option("prompt")
+    dataset_config: str = option("", help="hub dataset config name")
+    prompt_field: str = option("prompt", help="the column holding what the format calls prompt")
     chosen_field: str = option("chosen")
     rejected_field: str = option("rejected", help="empty string for SFT data without rejected responses")
     num_samples: int = option(-1, help="train on this many examples drawn with samples_seed; -1 = all")

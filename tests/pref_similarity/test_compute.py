@@ -1,5 +1,6 @@
 """python -m pref_similarity.compute: output layout, the public draw and drop-then-subsample, resume, errors."""
 import json
+import random
 import subprocess
 import sys
 
@@ -9,8 +10,9 @@ import torch
 import pref_similarity.compute as compute
 from ches.measures import similarity_rows
 from ches.similarity_file import FILE_NAME, read_similarities
+from common.preference_data import Tokenization, tokenize_pairs
 from common.tracking import read_json
-from pref_similarity.preference_sets import load_preference_set, tokenize_examples
+from pref_similarity.preference_sets import load_preference_set
 from tests.pref_similarity.conftest import PLAIN, REPO, ULTRAFEEDBACK
 
 
@@ -26,24 +28,39 @@ def test_the_default_draw_is_the_public_randperm_over_the_whole_split(tiny_model
     assert sorted(read_similarities(out_dir)) == sorted(public.tolist())
 
 
-def test_after_drop_draws_from_the_examples_that_fit(tiny_models, tiny_chat, tmp_path):
+def test_after_drop_draws_from_the_examples_kept(tiny_models, tiny_chat, tmp_path):
+    """Ours: the examples left after truncation (none dropped here) are drawn with random.Random(seed)."""
     _, tokenizer = tiny_chat
-    all_examples, _ = tokenize_examples(load_preference_set(str(ULTRAFEEDBACK)), tokenizer, max_length=-1)
-    limit = sorted(e.length for e in all_examples)[25]  # most examples are longer
-    too_long = sum(e.length > limit for e in all_examples)
-    fitting = len(all_examples) - too_long
-    # Drawing first and dropping afterwards (the public script) would leave about 1 of 21 examples.
-    out_dir = compute.main(args(tiny_models["chat"], tmp_path, ULTRAFEEDBACK, "--max_input_length", str(limit),
-                                "--num_train_samples", str(fitting - 5), "--train_samples_random_seed", "548",
+    kept, _ = tokenize_pairs(load_preference_set(str(ULTRAFEEDBACK)).rows, tokenizer, Tokenization(max_length=-1),
+                             source="fixture")
+    out_dir = compute.main(args(tiny_models["chat"], tmp_path, ULTRAFEEDBACK, "--max_input_length", "-1",
+                                "--num_train_samples", "50", "--train_samples_random_seed", "548",
                                 "--sample_draw", "after_drop"))
+    assert sorted(read_similarities(out_dir)) == sorted(e.index for e in random.Random(548).sample(kept, 50))
+
+
+def test_truncates_long_examples_and_keeps_them(tiny_models, tiny_chat, tmp_path):
+    """The public protocol: prompt + response cut to max_input_length tokens, the example kept."""
+    _, tokenizer = tiny_chat
+    all_examples, _ = tokenize_pairs(load_preference_set(str(ULTRAFEEDBACK)).rows, tokenizer, Tokenization(),
+                                     source="fixture")
+    limit = max(len(e.prompt_ids) for e in all_examples) + 3  # every prompt fits: no response ends up empty
+    full = {e.index: e for e in all_examples}
+    too_long = sum(e.length > limit for e in all_examples)
+    assert too_long > 10
+    out_dir = compute.main(args(tiny_models["chat"], tmp_path, ULTRAFEEDBACK, "--max_input_length", str(limit),
+                                "--batch_size", "32"))
     assert out_dir == tmp_path / f"{tiny_models['chat'].rstrip('/').split('/')[-1]}_ultrafeedback_tiny"
     rows = read_similarities(out_dir)
-    lengths = {e.index: e.length for e in all_examples}
-    assert len(rows) == fitting - 5  # the requested count is met from the examples that fit
-    assert all(lengths[i] <= limit for i in rows)
+    assert len(rows) == 400
+    for i, row in rows.items():  # each response keeps its first limit - |x| tokens
+        e = full[i]
+        assert (row["prompt_len"], row["preferred_len"], row["dispreferred_len"]) == (
+            len(e.prompt_ids), min(len(e.chosen_ids), limit - len(e.prompt_ids)),
+            min(len(e.rejected_ids), limit - len(e.prompt_ids)))
     info = read_json(out_dir / "info.json")
-    assert (info["complete"], info["num_examples"], info["dropped_too_long"], info["dataset_rows"]) == (
-        True, fitting - 5, too_long, 400)
+    assert (info["complete"], info["num_examples"], info["truncation"], info["dataset_rows"]) == (
+        True, 400, {"examples": 400, "truncated": too_long, "dropped_empty_response": 0}, 400)
 
 
 def test_interrupted_run_resumes_without_recomputing(tiny_models, tiny_chat, tmp_path, monkeypatch):
@@ -103,7 +120,8 @@ def test_nothing_fitting_max_input_length_is_an_error(tiny_models, tmp_path, cap
     with pytest.raises(SystemExit) as exit_info:
         compute.main(args(tiny_models["chat"], tmp_path, PLAIN, "--max_input_length", "5"))
     assert exit_info.value.code == 2
-    assert "no example to compute (40 of 40 longer than --max_input_length 5" in capsys.readouterr().err
+    assert ("no example to compute (40 of 40 have an empty response after truncation to --max_input_length 5"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ches.measures import minus_normalized_edit_distance, response_end_ids, similarity_rows
-from pref_similarity.preference_sets import load_preference_set, tokenize_examples
+from common.preference_data import Tokenization, tokenize_pairs
+from pref_similarity.preference_sets import load_preference_set
 from tests.pref_similarity.conftest import ULTRAFEEDBACK
 
 
@@ -57,8 +58,8 @@ def test_plain_responses_end_with_eos(tiny_chat):
 @pytest.fixture(scope="module")
 def examples(tiny_chat):
     _, tokenizer = tiny_chat
-    examples, _ = tokenize_examples(load_preference_set(str(ULTRAFEEDBACK)), tokenizer, max_length=-1,
-                                    indices=range(0, 400, 29))
+    examples, _ = tokenize_pairs(load_preference_set(str(ULTRAFEEDBACK)).rows, tokenizer, Tokenization(),
+                                 source="fixture", indices=range(0, 400, 29))
     return examples
 
 
@@ -88,7 +89,8 @@ def test_near_duplicates_are_more_similar_by_edit_distance(tiny_chat):
     """A wrong fact differs from the right one in a token or two; a needless refusal shares almost nothing."""
     _, tokenizer = tiny_chat
     kinds = [json.loads(line)["kind"] for line in ULTRAFEEDBACK.read_text().splitlines()]
-    examples, _ = tokenize_examples(load_preference_set(str(ULTRAFEEDBACK)), tokenizer, max_length=-1)
+    examples, _ = tokenize_pairs(load_preference_set(str(ULTRAFEEDBACK)).rows, tokenizer, Tokenization(),
+                                 source="fixture")
     by_kind = {}
     for e in examples:
         by_kind.setdefault(kinds[e.index], []).append(minus_normalized_edit_distance(e.chosen_ids, e.rejected_ids))

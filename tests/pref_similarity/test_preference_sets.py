@@ -1,9 +1,9 @@
-"""Loading the three preference-set formats into prompt/chosen/rejected rows, and their errors."""
+"""Loading the paper's preference-set formats into prompt/chosen/rejected rows, and their errors."""
 import json
 
 import pytest
 
-import pref_similarity.preference_sets as preference_sets
+import common.preference_data as preference_data
 from common.errors import DataError
 from pref_similarity.preference_sets import load_preference_set
 from tests.pref_similarity.conftest import ALPACA_FARM, PLAIN, ULTRAFEEDBACK
@@ -20,11 +20,12 @@ def write(tmp_path, rows, name="set.jsonl"):
 
 
 def test_ultrafeedback_takes_the_last_assistant_messages():
+    """UltraFeedback binarized is TRL's conversational format: the prompt is the turns before the response."""
     loaded = load_preference_set(str(ULTRAFEEDBACK))
     source = raw(ULTRAFEEDBACK)
-    assert loaded.format == "ultrafeedback" and len(loaded.rows) == len(source)
+    assert loaded.format == "conversational" and len(loaded.rows) == len(source)
     for got, row in zip(loaded.rows[:20], source):
-        assert got == {"prompt": row["prompt"], "chosen": row["chosen"][1]["content"],
+        assert got == {"prompt": [{"role": "user", "content": row["prompt"]}], "chosen": row["chosen"][1]["content"],
                        "rejected": row["rejected"][1]["content"]}
 
 
@@ -46,9 +47,14 @@ def test_plain_rows_pass_through():
     assert loaded.rows[3] == {k: raw(PLAIN)[3][k] for k in ("prompt", "chosen", "rejected")}
 
 
+def test_sft_rows_are_refused():
+    with pytest.raises(DataError, match="messages rows have no rejected response; the similarities need pairs"):
+        load_preference_set(str(ULTRAFEEDBACK), format="messages")
+
+
 def test_hub_ids_get_the_papers_split_and_config(monkeypatch):
     calls = []
-    monkeypatch.setattr(preference_sets, "load_records",
+    monkeypatch.setattr(preference_data, "load_records",
                         lambda source, split, name: calls.append((source, split, name)) or raw(ALPACA_FARM))
     load_preference_set("tatsu-lab/alpaca_farm")
     load_preference_set("HuggingFaceH4/ultrafeedback_binarized")
@@ -67,7 +73,7 @@ def test_hub_ids_get_the_papers_split_and_config(monkeypatch):
     ([{"instruction": "a", "input": "", "output_1": "b", "output_2": "c", "preference": 3}], "auto",
      "row 0: 'preference' must be 1 or 2"),
     ([{"prompt": "a", "chosen": "b", "rejected": "c"}], "alpaca_farm", "row 0: missing field 'instruction'"),
-    ([{"prompt": "a", "chosen": "b", "rejected": 5}], "plain", "row 0: the rejected response must be text"),
+    ([{"prompt": "a", "chosen": "b", "rejected": 5}], "plain", "row 0: field 'rejected' is of type int"),
     # A message without content used to reach the chat template and end in a jinja traceback.
     ([{"prompt": [{"role": "user", "content": "a"}, {"role": "user"}], "chosen": "b", "rejected": "c"}], "plain",
      "row 0: prompt message 1 must be an object with text 'role' and 'content'"),

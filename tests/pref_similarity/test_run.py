@@ -11,10 +11,11 @@ import pref_similarity.compute as compute
 from common.config import from_dict
 from common.errors import DataError
 from common.models import load_model
+from common.preference_data import Tokenization, tokenize_pairs
 from common.tracking import read_json, read_jsonl
 from pref_similarity.__main__ import main as plan_main
 from pref_similarity.config import QuantileRunConfig
-from pref_similarity.preference_sets import load_preference_set, tokenize_examples
+from pref_similarity.preference_sets import load_preference_set
 from pref_similarity.results import main as results_main
 from pref_similarity.run import run
 from tests.pref_similarity.conftest import ALPACA_FARM, PLAIN, REPO
@@ -60,7 +61,9 @@ def test_quantile_runs_end_to_end(tiny_models, tiny_chat, similarities, tmp_path
             for line in (similarities / "preference_similarities.jsonl").read_text().splitlines()}
     ascending = sorted(ches, key=lambda i: (ches[i], i))
     model, tokenizer = tiny_chat
-    examples = {e.index: e for e in tokenize_examples(load_preference_set(str(PLAIN)), tokenizer, max_length=256)[0]}
+    examples, _ = tokenize_pairs(load_preference_set(str(PLAIN)).rows, tokenizer, Tokenization(max_length=256),
+                                 source="fixture")
+    examples = {e.index: e for e in examples}
     changes = {}
     for quantile, expected in ((0, ascending[:K]), (1, ascending[-K:])):
         run_dir = tmp_path / "runs" / f"ches_q{quantile}"

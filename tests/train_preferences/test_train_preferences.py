@@ -71,7 +71,9 @@ def test_bad_rows_and_missing_model_are_one_line_errors(tmp_path, tiny_models):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {bad}: row 1: missing field 'rejected' (fields present: chosen, prompt)")
-    result = cli("--plan_config_path", str(plan_for(tmp_path, str(tmp_path / "no_model"), bad, experiment_name="x")))
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n')
+    result = cli("--plan_config_path", str(plan_for(tmp_path, str(tmp_path / "no_model"), good, experiment_name="x")))
     assert result.returncode == 2 and "no_model': no such directory" in result.stderr.splitlines()[-1]
 
 
