@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import json
+import math
 import os
 import types
 import typing
@@ -19,16 +21,22 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional
 
 from common.errors import ConfigError
+from common.validation import field_problem, lora_fields, unknown_lora_key
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str = "", choices: Optional[list] = None,
-           min: Optional[float] = None, max: Optional[float] = None, min_exclusive: bool = False):
+           min: Optional[float] = None, max: Optional[float] = None, min_exclusive: bool = False,
+           path: bool = False, data_path: bool = False):
     """A dataclass field with documentation and range constraints checked by `from_dict`.
 
     Mutable defaults (lists, dicts) are copied per instance. `min`/`max` bound numbers (inclusive,
-    unless `min_exclusive`); `choices` restricts the allowed values.
+    unless `min_exclusive`); `choices` restricts the allowed values. `path`: the value names a file or
+    directory (its length is checked, see common/validation.py). `data_path` (implies `path`): an input
+    data file or directory of the run; a finished run records its fingerprint, and a run whose local
+    data changed since counts as changed (common/plans.py).
     """
-    metadata = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive}
+    metadata = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive,
+                "path": path or data_path, "data_path": data_path}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -46,8 +54,8 @@ class FieldError(ValueError):
 class RunConfig:
     """Fields every run has. A run's directory is `outputs_dir/experiment_name`."""
 
-    experiment_name: str = option("run", help="run directory name under outputs_dir; may use {field}")
-    outputs_dir: str = option("outputs", help="parent directory of the run directory")
+    experiment_name: str = option("run", path=True, help="run directory name under outputs_dir; may use {field}")
+    outputs_dir: str = option("outputs", path=True, help="parent directory of the run directory")
     seed: int = option(0, help="seeds python, numpy and torch for the run")
 
     def validate(self) -> None:
@@ -58,6 +66,10 @@ class RunConfig:
         if os.path.isabs(name) or name in (".", "..") or name.startswith(".." + os.sep):  # --force clears it
             raise FieldError("experiment_name", f"{self.experiment_name!r} leaves outputs_dir; use a relative "
                                                 f"path without '..' (a directory name under outputs_dir)")
+        for field in ("experiment_name", "outputs_dir"):
+            if "{" in getattr(self, field) or "}" in getattr(self, field):
+                raise FieldError(field, f"{getattr(self, field)!r} has a brace left after filling the templates; "
+                                        f"a template is {{field}} with a config field's name")
 
 
 @dataclass
@@ -78,7 +90,7 @@ class TrainConfig(RunConfig):
     simpo_gamma: float = option(0.5, help="SimPO target reward margin")
     sft_coeff: float = option(0.0, min=0.0, help="adds sft_coeff * cross-entropy on y+ to the loss")
     optimizer: str = option("rmsprop", choices=["rmsprop", "adam", "adamw", "sgd"])
-    lr: float = option(1e-7, min=0.0, help="learning rate")
+    lr: float = option(1e-7, min=0.0, max=10.0, help="learning rate")
     weight_decay: float = option(0.0, min=0.0)
     lr_scheduler: str = option("constant", choices=["constant", "linear", "cosine"],
                                help="lr after warm-up: constant (the papers' setting), linear or cosine decay to 0")
@@ -107,6 +119,10 @@ class TrainConfig(RunConfig):
             raise FieldError("objective", f"unknown loss {self.objective!r}; choose one of {sorted(LOSSES)}")
         if self.objective == "robust" and not self.label_smoothing < 0.5:
             raise FieldError("label_smoothing", "robust DPO needs 0 <= label_smoothing < 0.5")
+        if self.lora is not None and unknown_lora_key(self.lora) is not None:
+            key = unknown_lora_key(self.lora)
+            raise FieldError("lora", f"unknown peft.LoraConfig keyword {key!r}{did_you_mean(key, lora_fields())}"
+                                     + ("; common.models sets it" if key == "task_type" else ""))
         if self.micro_batch_size and self.batch_size % self.micro_batch_size:
             raise FieldError("micro_batch_size", f"batch_size {self.batch_size} is not a multiple of "
                                                  f"micro_batch_size {self.micro_batch_size}")
@@ -172,7 +188,7 @@ def _check_type(value: Any, tp: Any) -> Any:
         raise TypeError
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return float(value) if abs(value) <= 1e308 else math.inf  # a huge integer: reported as not finite
         raise TypeError
     if tp is str:
         if isinstance(value, str):
@@ -195,8 +211,15 @@ def _check_type(value: Any, tp: Any) -> Any:
     raise TypeError(f"unsupported config type {tp}")
 
 
+@functools.lru_cache(maxsize=None)
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def type_hints(cls: type) -> dict[str, Any]:
+    """The evaluated annotations of `cls` (cached: evaluating them is most of a small config's build time)."""
+    return typing.get_type_hints(cls)
 
 
 def did_you_mean(name: str, candidates) -> str:
@@ -257,7 +280,7 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
         return f"{where}.{key}"
 
     check_known_keys(values, cls, where)
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     kwargs = {}
     for name, f in config_fields(cls).items():
         if name not in values:
@@ -270,6 +293,9 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
         except TypeError:
             raise ConfigError(f"{loc(name)}: expected {_type_name(hints[name])}, got {_describe(value)}") from None
         meta = f.metadata
+        problem = field_problem(name, value, meta)
+        if problem is not None:
+            raise ConfigError(f"{loc(name)}: {problem}")
         if meta.get("choices") is not None and value not in meta["choices"]:
             raise ConfigError(f"{loc(name)}: {_describe(value)} is not one of "
                               f"{', '.join(_describe(c) for c in meta['choices'])}"

@@ -12,9 +12,12 @@ with `seed + r`, and `_rep{r}` is appended to its name unless the name uses `{re
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import functools
 import itertools
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ from common.tracking import attach_run_log, logger, read_json, write_json
 PLAN_KEYS = {"name", "description", "skip", "repetitions", "configurations"}
 CONFIGURATION_KEYS = {"base_config", "options", "skip"}
 _TEMPLATE = re.compile(r"\{(\w+)\}")
+MAX_RUNS = 100_000  # more is a typo in the options (10**5 runs dry-run in seconds; 10**10 would never end)
 
 
 @dataclass
@@ -60,9 +64,17 @@ def load_plan(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: plan file not found")
     try:
-        plan = json.loads(path.read_text())
+        plan = json.loads(path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the plan as UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply; a plan is a few levels of objects and lists") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: unreadable JSON: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the plan: {e.strerror}") from None
     if not isinstance(plan, dict):
         raise ConfigError(f"{path}: a plan is a JSON object with a 'configurations' list")
     return plan
@@ -75,51 +87,74 @@ def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
 
 
 def _fill_templates(values: dict, origins: dict, context: dict) -> dict:
-    """Replace `{name}` in string values by other values of the run (defaults and `context` included)."""
-    filled = dict(values)
-    for _ in range(10):  # templates may refer to templated fields; 10 levels is plenty
-        changed = False
-        for key, value in filled.items():
-            if not isinstance(value, str) or "{" not in value:
-                continue
+    """Replace `{name}` in string values by other values of the run (defaults and `context` included);
+    a template that refers back to itself, directly or through others, is an error naming the cycle."""
+    filled, resolving = {}, []
 
-            def substitute(match: re.Match) -> str:
-                name = match.group(1)
-                if name in context:
-                    return str(context[name])
-                if name not in filled:
-                    raise ConfigError(f"{origins.get(key, key)}: template {{{name}}} names no config field"
-                                      f"{did_you_mean(name, list(filled) + list(context))}")
-                return str(filled[name])
+    def resolve(key: str) -> Any:
+        if key in filled:
+            return filled[key]
+        value = values[key]
+        if not isinstance(value, str) or "{" not in value:
+            return value
+        if key in resolving:
+            cycle = " -> ".join(resolving[resolving.index(key):] + [key])
+            raise ConfigError(f"{origins.get(key, key)}: templates refer to each other in a cycle: {cycle}; "
+                              f"write one of them without a template")
+        resolving.append(key)
 
-            new = _TEMPLATE.sub(substitute, value)
-            if new != value:
-                filled[key], changed = new, True
-        if not changed:
-            return filled
-    raise ConfigError("templates refer to each other in a cycle: " +
-                      ", ".join(k for k, v in filled.items() if isinstance(v, str) and _TEMPLATE.search(v)))
+        def substitute(match: re.Match) -> str:
+            name = match.group(1)
+            if name in context:
+                return str(context[name])
+            if name not in values:
+                raise ConfigError(f"{origins.get(key, key)}: template {{{name}}} names no config field"
+                                  f"{did_you_mean(name, list(values) + list(context))}")
+            return str(resolve(name))
+
+        filled[key] = _TEMPLATE.sub(substitute, value)
+        resolving.pop()
+        return filled[key]
+
+    return {key: resolve(key) for key in values}
 
 
-def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> list[PlannedRun]:
-    """Expand a plan into validated runs, in plan order. Raises ConfigError naming the JSON path."""
-    _check_keys(plan, PLAN_KEYS, plan_name)
-    if plan.get("skip", False):
-        return []
-    repetitions = plan.get("repetitions", 1)
-    if not isinstance(repetitions, int) or isinstance(repetitions, bool) or repetitions < 1:
-        raise ConfigError(f"{plan_name}: repetitions: expected an integer >= 1, got {json.dumps(repetitions)}")
+def _plan_flag(obj: dict, key: str, where: str) -> bool:
+    """A plan-level true/false (`skip`): strictly a JSON boolean, so "false" is not taken for true."""
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: expected true or false, got {json.dumps(value)}")
+    return value
+
+
+def _integer(value: Any) -> int | None:
+    """`value` as an int when it is one (3 or 3.0), else None (from_dict then reports its type)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, float) and value.is_integer() else None
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(cls: type) -> dict:
+    instance = cls()
+    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(cls)}
+
+
+def _checked_configurations(plan: dict, plan_name: str, repetitions: int) -> list[tuple[int, dict, dict]]:
+    """(index, base_config, options) of each configuration not skipped, with their shapes checked and
+    the number of runs they make counted before any is built (a plan of 10**10 runs fails at once)."""
     configurations = plan.get("configurations")
     if not isinstance(configurations, list) or not configurations:
         raise ConfigError(f"{plan_name}: configurations: expected a non-empty list of objects")
-
-    runs: list[PlannedRun] = []
+    checked, sizes = [], []
     for ci, configuration in enumerate(configurations):
         where = f"{plan_name}: configurations[{ci}]"
         if not isinstance(configuration, dict):
             raise ConfigError(f"{where}: expected an object with base_config and options")
         _check_keys(configuration, CONFIGURATION_KEYS, where)
-        if configuration.get("skip", False):
+        if _plan_flag(configuration, "skip", where):
             continue
         base = configuration.get("base_config", {})
         options = configuration.get("options", {})
@@ -127,31 +162,55 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
             raise ConfigError(f"{where}.base_config: expected an object")
         if not isinstance(options, dict):
             raise ConfigError(f"{where}.options: expected an object mapping fields to lists of values")
-        key_origins = {**{k: f"{where}.options.{k}" for k in options},
-                       **{k: f"{where}.base_config.{k}" for k in base}}
         for key, values in options.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{where}.options.{key}: expected a non-empty list of values, "
                                   f"got {json.dumps(values)}")
+        checked.append((ci, base, options))
+        sizes.append(math.prod(len(v) for v in options.values()) * repetitions)
+    if sum(sizes) > MAX_RUNS:
+        biggest = max(range(len(sizes)), key=sizes.__getitem__)
+        raise ConfigError(f"{plan_name}: the plan expands to {sum(sizes):,} runs (configurations[{checked[biggest][0]}]"
+                          f": {sizes[biggest]:,}); at most {MAX_RUNS:,} per plan: use fewer options or "
+                          f"repetitions, or split it into several plans")
+    return checked
 
+
+def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> list[PlannedRun]:
+    """Expand a plan into validated runs, in plan order. Raises ConfigError naming the JSON path."""
+    _check_keys(plan, PLAN_KEYS, plan_name)
+    if _plan_flag(plan, "skip", plan_name):
+        return []
+    repetitions = plan.get("repetitions", 1)
+    if not isinstance(repetitions, int) or isinstance(repetitions, bool) or repetitions < 1:
+        raise ConfigError(f"{plan_name}: repetitions: expected an integer >= 1, got {json.dumps(repetitions)}")
+
+    runs: list[PlannedRun] = []
+    for ci, base, options in _checked_configurations(plan, plan_name, repetitions):
+        where = f"{plan_name}: configurations[{ci}]"
+        key_origins = {**{k: f"{where}.options.{k}" for k in options},
+                       **{k: f"{where}.base_config.{k}" for k in base}}
         keys = list(options)
         for choice in itertools.product(*(range(len(options[k])) for k in keys)):
             chosen = {**base, **{key: options[key][i] for key, i in zip(keys, choice)}}
             run_cls = run_config_class(config_cls, chosen, key_origins)  # the class of this run, keys checked
-            values = {**{f.name: getattr(run_cls(), f.name) for f in dataclasses.fields(run_cls)}, **base}
+            values = {k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v
+                      for k, v in _defaults(run_cls).items()}
+            values.update(base)
             origins = {k: f"{where}.base_config.{k}" for k in base}
             for key, i in zip(keys, choice):
                 values[key] = options[key][i]
                 origins[key] = f"{where}.options.{key}[{i}]"
+            label = ", ".join(f"{k}={json.dumps(options[k][i])}" for k, i in zip(keys, choice))
             for rep in range(repetitions):
                 rep_values = dict(values)
-                if repetitions > 1:
-                    rep_values["seed"] = values["seed"] + rep
-                    if "{repetition}" not in str(values["experiment_name"]):
-                        rep_values["experiment_name"] = f"{values['experiment_name']}_rep{rep}"
+                seed, name = _integer(values["seed"]), values["experiment_name"]
+                if repetitions > 1 and seed is not None:  # else from_dict reports the seed's type
+                    rep_values["seed"] = seed + rep
+                if repetitions > 1 and isinstance(name, str) and "{repetition}" not in name:
+                    rep_values["experiment_name"] = f"{name}_rep{rep}"
                 filled = _fill_templates(rep_values, origins, {"repetition": rep})
                 config = from_dict(run_cls, filled, {k: origins.get(k, f"{where}.{k}") for k in filled})
-                label = ", ".join(f"{k}={json.dumps(options[k][i])}" for k, i in zip(keys, choice))
                 origin = f"configurations[{ci}]" + (f" ({label})" if label else "")
                 if repetitions > 1:
                     origin += f" repetition {rep}"
