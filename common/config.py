@@ -268,7 +268,8 @@ def run_config_class(cls: type, values: Mapping[str, Any], where: Mapping[str, s
 
 
 def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | str = "config"):
-    """Build a `cls` instance from plain JSON values, checking keys, types and ranges.
+    """Build a `cls` instance from plain JSON values, checking keys, types, ranges and the value checks of
+    common/validation.py (finite numbers, seeds, NUL, path lengths).
 
     `where` maps each key to the JSON path it came from (or is a prefix string for all keys); it
     is what the error message names.
@@ -280,7 +281,6 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
         return f"{where}.{key}"
 
     check_known_keys(values, cls, where)
-    hints = type_hints(cls)
     kwargs = {}
     for name, f in config_fields(cls).items():
         if name not in values:
@@ -288,26 +288,16 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
                 raise ConfigError(f"{loc(name)}: required key is missing")
             continue
         value = values[name]
+        if value is f.default:  # a default (the plan expander passes them all): valid, and skipping is fast
+            kwargs[name] = value
+            continue
         try:
-            value = _check_type(value, hints[name])
-        except TypeError:
-            raise ConfigError(f"{loc(name)}: expected {_type_name(hints[name])}, got {_describe(value)}") from None
-        meta = f.metadata
-        problem = field_problem(name, value, meta)
-        if problem is not None:
-            raise ConfigError(f"{loc(name)}: {problem}")
-        if meta.get("choices") is not None and value not in meta["choices"]:
-            raise ConfigError(f"{loc(name)}: {_describe(value)} is not one of "
-                              f"{', '.join(_describe(c) for c in meta['choices'])}"
-                              f"{did_you_mean(str(value), [str(c) for c in meta['choices']])}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            low, high = meta.get("min"), meta.get("max")
-            if low is not None and (value < low or (meta.get("min_exclusive") and value == low)):
-                relation = ">" if meta.get("min_exclusive") else ">="
-                raise ConfigError(f"{loc(name)}: expected a value {relation} {low}, got {_describe(value)}")
-            if high is not None and value > high:
-                raise ConfigError(f"{loc(name)}: expected a value <= {high}, got {_describe(value)}")
-        kwargs[name] = value
+            try:  # a plan's runs share most values: each distinct scalar is checked once
+                kwargs[name] = _checked_scalar(cls, name, type(value), value)
+            except TypeError:  # unhashable: a list or dict
+                kwargs[name] = _checked_value(cls, name, value)
+        except _Invalid as e:
+            raise ConfigError(f"{loc(name)}: {e}") from None
     config = cls(**kwargs)
     try:
         if hasattr(config, "validate"):  # command-line option dataclasses may have no cross-field rule
@@ -315,6 +305,38 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
     except FieldError as e:
         raise ConfigError(f"{loc(e.field)}: {e}") from None
     return config
+
+
+class _Invalid(ValueError):
+    """A value that its field does not accept; from_dict adds where it came from."""
+
+
+@functools.lru_cache(maxsize=65536)
+def _checked_scalar(cls: type, name: str, kind: type, value: Any) -> Any:
+    return _checked_value(cls, name, value)  # `kind` keeps 1, 1.0 and True apart in the cache
+
+
+def _checked_value(cls: type, name: str, value: Any) -> Any:
+    """`value` converted to field `name`'s type, or _Invalid saying why it is not a valid value."""
+    tp, meta = type_hints(cls)[name], config_fields(cls)[name].metadata
+    try:
+        value = _check_type(value, tp)
+    except TypeError:
+        raise _Invalid(f"expected {_type_name(tp)}, got {_describe(value)}") from None
+    problem = field_problem(name, value, meta)
+    if problem is not None:
+        raise _Invalid(problem)
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise _Invalid(f"{_describe(value)} is not one of {', '.join(_describe(c) for c in meta['choices'])}"
+                       f"{did_you_mean(str(value), [str(c) for c in meta['choices']])}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = meta.get("min"), meta.get("max")
+        if low is not None and (value < low or (meta.get("min_exclusive") and value == low)):
+            raise _Invalid(f"expected a value {'>' if meta.get('min_exclusive') else '>='} {low}, "
+                           f"got {_describe(value)}")
+        if high is not None and value > high:
+            raise _Invalid(f"expected a value <= {high}, got {_describe(value)}")
+    return value
 
 
 def to_dict(config) -> dict:

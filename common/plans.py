@@ -54,9 +54,9 @@ class PlannedRun:
     config: Any
     origin: str  # e.g. "configurations[1], options {'seed': 3}"
 
-    @property
+    @functools.cached_property
     def run_dir(self) -> Path:
-        return Path(os.path.normpath(Path(self.config.outputs_dir) / self.config.experiment_name))
+        return Path(os.path.normpath(os.path.join(self.config.outputs_dir, self.config.experiment_name)))
 
 
 def load_plan(path: str | Path) -> dict:
@@ -86,17 +86,20 @@ def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
             raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}")
 
 
-def _fill_templates(values: dict, origins: dict, context: dict) -> dict:
+def _fill_templates(values: dict, origins: dict, context: dict, candidates=None) -> dict:
     """Replace `{name}` in string values by other values of the run (defaults and `context` included);
-    a template that refers back to itself, directly or through others, is an error naming the cycle."""
+    a template that refers back to itself, directly or through others, is an error naming the cycle.
+    `candidates`: the only keys whose values may hold templates (default: all)."""
+    templated = {k for k in (candidates if candidates is not None else values)
+                 if isinstance(values[k], str) and "{" in values[k]}
+    if not templated:
+        return values
     filled, resolving = {}, []
 
     def resolve(key: str) -> Any:
-        if key in filled:
-            return filled[key]
+        if key in filled or key not in templated:
+            return filled.get(key, values[key])
         value = values[key]
-        if not isinstance(value, str) or "{" not in value:
-            return value
         if key in resolving:
             cycle = " -> ".join(resolving[resolving.index(key):] + [key])
             raise ConfigError(f"{origins.get(key, key)}: templates refer to each other in a cycle: {cycle}; "
@@ -116,7 +119,9 @@ def _fill_templates(values: dict, origins: dict, context: dict) -> dict:
         resolving.pop()
         return filled[key]
 
-    return {key: resolve(key) for key in values}
+    for key in templated:
+        resolve(key)
+    return {**values, **filled}
 
 
 def _plan_flag(obj: dict, key: str, where: str) -> bool:
@@ -140,6 +145,18 @@ def _integer(value: Any) -> int | None:
 def _defaults(cls: type) -> dict:
     instance = cls()
     return {f.name: getattr(instance, f.name) for f in dataclasses.fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def _mutable_defaults(cls: type) -> tuple[str, ...]:
+    """The fields whose default is a list or dict: each run gets its own copy."""
+    return tuple(k for k, v in _defaults(cls).items() if isinstance(v, (list, dict)))
+
+
+@functools.lru_cache(maxsize=None)
+def _templated_defaults(cls: type) -> tuple[str, ...]:
+    """The fields whose default holds a template, e.g. a path "{outputs_dir}/model"."""
+    return tuple(k for k, v in _defaults(cls).items() if isinstance(v, str) and "{" in v)
 
 
 def _checked_configurations(plan: dict, plan_name: str, repetitions: int) -> list[tuple[int, dict, dict]]:
@@ -190,18 +207,22 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
         where = f"{plan_name}: configurations[{ci}]"
         key_origins = {**{k: f"{where}.options.{k}" for k in options},
                        **{k: f"{where}.base_config.{k}" for k in base}}
+        base_origins = {k: f"{where}.base_config.{k}" for k in base}
+        labels = {k: [f"{k}={json.dumps(v)}" for v in values] for k, values in options.items()}
+        default_origins: dict[type, dict] = {}
         keys = list(options)
         for choice in itertools.product(*(range(len(options[k])) for k in keys)):
             chosen = {**base, **{key: options[key][i] for key, i in zip(keys, choice)}}
             run_cls = run_config_class(config_cls, chosen, key_origins)  # the class of this run, keys checked
-            values = {k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v
-                      for k, v in _defaults(run_cls).items()}
-            values.update(base)
-            origins = {k: f"{where}.base_config.{k}" for k in base}
+            defaults = _defaults(run_cls)
+            values = {**defaults, **{k: copy.deepcopy(defaults[k]) for k in _mutable_defaults(run_cls)}, **base}
+            if run_cls not in default_origins:
+                default_origins[run_cls] = {**{k: f"{where}.{k}" for k in defaults}, **base_origins}
+            origins = dict(default_origins[run_cls])
             for key, i in zip(keys, choice):
                 values[key] = options[key][i]
                 origins[key] = f"{where}.options.{key}[{i}]"
-            label = ", ".join(f"{k}={json.dumps(options[k][i])}" for k, i in zip(keys, choice))
+            label = ", ".join(labels[k][i] for k, i in zip(keys, choice))
             for rep in range(repetitions):
                 rep_values = dict(values)
                 seed, name = _integer(values["seed"]), values["experiment_name"]
@@ -209,8 +230,9 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
                     rep_values["seed"] = seed + rep
                 if repetitions > 1 and isinstance(name, str) and "{repetition}" not in name:
                     rep_values["experiment_name"] = f"{name}_rep{rep}"
-                filled = _fill_templates(rep_values, origins, {"repetition": rep})
-                config = from_dict(run_cls, filled, {k: origins.get(k, f"{where}.{k}") for k in filled})
+                filled = _fill_templates(rep_values, origins, {"repetition": rep},
+                                         [*_templated_defaults(run_cls), *chosen])
+                config = from_dict(run_cls, filled, origins)
                 origin = f"configurations[{ci}]" + (f" ({label})" if label else "")
                 if repetitions > 1:
                     origin += f" repetition {rep}"
@@ -220,12 +242,31 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json") -> l
     return runs
 
 
+def _real_path(path: str) -> str:
+    """os.path.realpath, resolving each parent directory once (a plan's runs share few parents)."""
+    if os.path.lexists(path):
+        return os.path.realpath(path)
+    parent, name = os.path.split(path)
+    return os.path.join(_real_parent(parent), name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_parent(parent: str) -> str:
+    return os.path.realpath(parent)
+
+
+def _parents(path: str):
+    while os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+        yield path
+
+
 def check_distinct_run_dirs(runs: list[PlannedRun], plan_name: str) -> None:
     """No two runs share a directory, or nest (--force on the outer one would delete the inner one),
     compared after resolving `..`, symbolic links and trailing slashes."""
     by_dir = {}
     for run in runs:
-        real = Path(os.path.realpath(run.run_dir))
+        real = _real_path(str(run.run_dir))
         other = by_dir.get(real)
         if other is not None:
             alias = f" (as {run.run_dir})" if run.run_dir != other.run_dir else ""
@@ -234,7 +275,7 @@ def check_distinct_run_dirs(runs: list[PlannedRun], plan_name: str) -> None:
                               f"e.g. \"name_{{seed}}\"")
         by_dir[real] = run
     for real, run in by_dir.items():
-        outer = next((by_dir[p] for p in real.parents if p in by_dir), None)
+        outer = next((by_dir[p] for p in _parents(real) if p in by_dir), None)
         if outer is not None:
             raise ConfigError(f"{plan_name}: run {run.index} ({run.origin}) writes to {run.run_dir}, inside the "
                               f"directory of run {outer.index} ({outer.origin}); give them sibling experiment_names")
