@@ -68,10 +68,35 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype: str = "float32", trust
 
 
 def load_for_training(config, name_or_path: Optional[str] = None):
-    """Model and tokenizer as a TrainConfig asks (dtype, trust_remote_code, lora, device_map)."""
-    return load_model_and_tokenizer(name_or_path or config.model, dtype=config.dtype,
-                                    trust_remote_code=config.trust_remote_code, lora=config.lora,
-                                    device_map=config.device_map)
+    """Model and tokenizer as a TrainConfig asks (dtype, trust_remote_code, lora, device_map); a
+    `config.max_length` beyond the model's context is lowered to it (see fit_max_length)."""
+    model, tokenizer = load_model_and_tokenizer(name_or_path or config.model, dtype=config.dtype,
+                                                trust_remote_code=config.trust_remote_code, lora=config.lora,
+                                                device_map=config.device_map)
+    fit_max_length(config, model, name_or_path or config.model)
+    return model, tokenizer
+
+
+def model_context(model) -> Optional[int]:
+    """The number of positions the model was built for (None when its config does not say)."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def fit_max_length(config, model, name: str) -> None:
+    """Lower `config.max_length` to the model's context, with a warning, when it is longer.
+
+    Longer sequences would index past the position table (or extrapolate rotary positions nobody
+    trained). Lowering rather than failing keeps plans that leave max_length at its default (512)
+    working on small models (the tiny ones have 256 positions): examples that no longer fit are
+    dropped and counted like any other over-long example. config.json keeps the value the plan gave.
+    """
+    context = model_context(model)
+    if context and getattr(config, "max_length", 0) > context:
+        from common.tracking import logger
+
+        logger.warning(f"max_length {config.max_length} exceeds the {context} positions of model {name}; "
+                       f"using max_length={context} (longer examples are dropped)")
+        config.max_length = context
 
 
 def load_for_inference(name_or_path: str, *, dtype: str = "float32", device=None, trust_remote_code: bool = False):

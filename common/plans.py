@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from common.config import did_you_mean, from_dict, run_config_class, to_dict
 from common.distributed import process_state
-from common.errors import ConfigError
+from common.errors import ConfigError, DataError
 from common.rundir import (
     LOCK_FILE,
     clear_run_dir,
@@ -303,7 +303,7 @@ def run_status(run: PlannedRun) -> str:
         return "new"
     try:
         stored = stored_config(run)
-    except (OSError, json.JSONDecodeError, AttributeError):
+    except (OSError, DataError, AttributeError):
         return "changed"
     if stored != config_record(run.config):
         return "changed"
