@@ -27,6 +27,7 @@ from typing import Any, Callable
 from common.config import did_you_mean, from_dict, run_config_class, to_dict
 from common.distributed import process_state
 from common.errors import ConfigError, DataError
+from common.fingerprint import data_fingerprints
 from common.rundir import (
     LOCK_FILE,
     clear_run_dir,
@@ -305,7 +306,7 @@ def run_status(run: PlannedRun) -> str:
         stored = stored_config(run)
     except (OSError, DataError, AttributeError):
         return "changed"
-    if stored != config_record(run.config):
+    if stored != _compared(stored, config_record(run.config)):
         return "changed"
     return FINISHED if (run.run_dir / "summary.json").exists() else "partial"
 
@@ -316,8 +317,11 @@ def study_of(config: Any) -> str:
 
 
 def config_record(config: Any) -> dict:
-    """What a run's config.json holds: the study (so printers find their own runs), then the fields."""
-    return {"study": study_of(config), **json.loads(json.dumps(to_dict(config)))}
+    """What a run's config.json holds: the study (so printers find their own runs), the fields, then
+    `data_files`, the fingerprints of its local input data (common/fingerprint.py), when it has any."""
+    record = {"study": study_of(config), **json.loads(json.dumps(to_dict(config)))}
+    prints = data_fingerprints(config)
+    return {**record, "data_files": prints} if prints else record
 
 
 def stored_config(run: PlannedRun) -> dict:
@@ -328,9 +332,15 @@ def stored_config(run: PlannedRun) -> dict:
     return stored
 
 
+def _compared(stored: dict, current: dict) -> dict:
+    """`current` as compared with `stored`: a run recorded before data fingerprints existed keeps its
+    status (its data cannot be compared)."""
+    return current if "data_files" in stored else {k: v for k, v in current.items() if k != "data_files"}
+
+
 def describe_changes(run: PlannedRun) -> str:
     stored = stored_config(run)
-    current = config_record(run.config)
+    current = _compared(stored, config_record(run.config))
     diffs = [f"{k}: {json.dumps(stored.get(k))} -> {json.dumps(current.get(k))}"
              for k in sorted(set(stored) | set(current)) if stored.get(k) != current.get(k)]
     return "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
