@@ -9,7 +9,8 @@ from common.config import FieldError, TrainConfig, option
 
 @dataclass
 class PreferenceRunConfig(TrainConfig):
-    dataset: str = option("", data_path=True, help="jsonl/json file, a directory with <split>.jsonl, or a hub dataset id")
+    dataset: str = option("", data_path=True,
+                          help="jsonl/json file, a directory with <split>.jsonl, or a hub dataset id")
     split: str = option("train")
     prompt_field: str = option("prompt")
     chosen_field: str = option("chosen")

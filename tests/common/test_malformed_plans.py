@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from common.config import RunConfig, option
-from common.plans import MAX_RUNS, PlannedRun, execute_run, expand_plan, run_status
 from common.errors import ConfigError
+from common.plans import MAX_RUNS, PlannedRun, execute_run, expand_plan, run_status
 from common.tracking import append_line
 
 ROOT = Path(__file__).resolve().parents[2]
