@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import functools
 import json
 import sys
@@ -33,7 +34,8 @@ from common.tracking import setup_console_logging
 
 
 def exit_on_user_error(main: Callable) -> Callable:
-    """Decorator for `main` functions: UserError -> `error: <msg>` and exit 2; Ctrl-C -> exit 130."""
+    """Decorator for `main` functions: UserError, OSError (a full disk, a read-only directory, ...) and
+    undecodable input -> one line `error: <msg>` and exit 2; Ctrl-C -> exit 130."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -42,11 +44,40 @@ def exit_on_user_error(main: Callable) -> Callable:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except OSError as e:  # a full disk, a read-only or forbidden directory, a file where a directory goes
+            print(f"error: {os_error_message(e)}", file=sys.stderr)
+            sys.exit(2)
+        except UnicodeDecodeError as e:
+            print(f"error: an input file is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8",
+                  file=sys.stderr)
+            sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted: finished runs are kept; re-run the same command to continue", file=sys.stderr)
             sys.exit(130)
 
     return wrapper
+
+
+_OS_ERROR_ADVICE = {
+    errno.ENOSPC: "free some space (or choose another outputs_dir), then re-run the same command: finished runs "
+                  "are kept and a partial run resumes",
+    errno.EDQUOT: "free some space within your quota, then re-run the same command",
+    errno.EROFS: "the file system is read-only: choose a writable outputs_dir",
+    errno.EACCES: "no permission: fix the permissions or choose another outputs_dir",
+    errno.EPERM: "no permission: fix the permissions or choose another outputs_dir",
+    errno.ENOTDIR: "a file stands where a directory should be: move it away or choose another path",
+    errno.EEXIST: "a file stands where a directory should be: move it away or choose another path",
+    errno.EISDIR: "a directory stands where a file should be: give the file's path",
+    errno.ENOENT: "no such file or directory: check the path",
+    errno.ENAMETOOLONG: "the name is too long: shorten experiment_name or outputs_dir",
+}
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError: the path, what the system said, and what to do."""
+    path = e.filename if e.filename is not None else "a file"
+    advice = _OS_ERROR_ADVICE.get(e.errno, "check the path and the disk, then re-run the same command")
+    return f"{path}: {e.strerror or e}; {advice}"
 
 
 # ----------------------------------------------------------------------------------------------

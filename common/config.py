@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import json
+import math
 import os
 import types
 import typing
@@ -19,16 +21,22 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Optional
 
 from common.errors import ConfigError
+from common.validation import field_problem, lora_fields, unknown_lora_key
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str = "", choices: Optional[list] = None,
-           min: Optional[float] = None, max: Optional[float] = None, min_exclusive: bool = False):
+           min: Optional[float] = None, max: Optional[float] = None, min_exclusive: bool = False,
+           path: bool = False, data_path: bool = False):
     """A dataclass field with documentation and range constraints checked by `from_dict`.
 
     Mutable defaults (lists, dicts) are copied per instance. `min`/`max` bound numbers (inclusive,
-    unless `min_exclusive`); `choices` restricts the allowed values.
+    unless `min_exclusive`); `choices` restricts the allowed values. `path`: the value names a file or
+    directory (its length is checked, see common/validation.py). `data_path` (implies `path`): an input
+    data file or directory of the run; a finished run records its fingerprint, and a run whose local
+    data changed since counts as changed (common/plans.py).
     """
-    metadata = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive}
+    metadata = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive,
+                "path": path or data_path, "data_path": data_path}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -46,8 +54,8 @@ class FieldError(ValueError):
 class RunConfig:
     """Fields every run has. A run's directory is `outputs_dir/experiment_name`."""
 
-    experiment_name: str = option("run", help="run directory name under outputs_dir; may use {field}")
-    outputs_dir: str = option("outputs", help="parent directory of the run directory")
+    experiment_name: str = option("run", path=True, help="run directory name under outputs_dir; may use {field}")
+    outputs_dir: str = option("outputs", path=True, help="parent directory of the run directory")
     seed: int = option(0, help="seeds python, numpy and torch for the run")
 
     def validate(self) -> None:
@@ -58,6 +66,10 @@ class RunConfig:
         if os.path.isabs(name) or name in (".", "..") or name.startswith(".." + os.sep):  # --force clears it
             raise FieldError("experiment_name", f"{self.experiment_name!r} leaves outputs_dir; use a relative "
                                                 f"path without '..' (a directory name under outputs_dir)")
+        for field in ("experiment_name", "outputs_dir"):
+            if "{" in getattr(self, field) or "}" in getattr(self, field):
+                raise FieldError(field, f"{getattr(self, field)!r} has a brace left after filling the templates; "
+                                        f"a template is {{field}} with a config field's name")
 
 
 # Below this lr, full fine-tuning of bf16 weights (8-bit mantissa: an update smaller than about
@@ -84,7 +96,7 @@ class TrainConfig(RunConfig):
     simpo_gamma: float = option(0.5, help="SimPO target reward margin")
     sft_coeff: float = option(0.0, min=0.0, help="adds sft_coeff * cross-entropy on y+ to the loss")
     optimizer: str = option("rmsprop", choices=["rmsprop", "adam", "adamw", "sgd"])
-    lr: float = option(1e-7, min=0.0, help="learning rate")
+    lr: float = option(1e-7, min=0.0, max=10.0, help="learning rate")
     weight_decay: float = option(0.0, min=0.0)
     lr_scheduler: str = option("constant", choices=["constant", "linear", "cosine"],
                                help="lr after warm-up: constant (the papers' setting), linear or cosine decay to 0")
@@ -135,6 +147,10 @@ class TrainConfig(RunConfig):
             raise FieldError("dtype", f"{self.dtype} weights trained at lr {self.lr:g} lose most updates to "
                                       "rounding; use dtype float32 (with precision bf16 for bf16 speed and "
                                       "memory), LoRA, or allow_bf16_weights true to train them anyway")
+        if self.lora is not None and unknown_lora_key(self.lora) is not None:
+            key = unknown_lora_key(self.lora)
+            raise FieldError("lora", f"unknown peft.LoraConfig keyword {key!r}{did_you_mean(key, lora_fields())}"
+                                     + ("; common.models sets it" if key == "task_type" else ""))
         if self.micro_batch_size and self.batch_size % self.micro_batch_size:
             raise FieldError("micro_batch_size", f"batch_size {self.batch_size} is not a multiple of "
                                                  f"micro_batch_size {self.micro_batch_size}")
@@ -200,7 +216,7 @@ def _check_type(value: Any, tp: Any) -> Any:
         raise TypeError
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return float(value) if abs(value) <= 1e308 else math.inf  # a huge integer: reported as not finite
         raise TypeError
     if tp is str:
         if isinstance(value, str):
@@ -223,8 +239,15 @@ def _check_type(value: Any, tp: Any) -> Any:
     raise TypeError(f"unsupported config type {tp}")
 
 
+@functools.lru_cache(maxsize=None)
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def type_hints(cls: type) -> dict[str, Any]:
+    """The evaluated annotations of `cls` (cached: evaluating them is most of a small config's build time)."""
+    return typing.get_type_hints(cls)
 
 
 def did_you_mean(name: str, candidates) -> str:
@@ -314,7 +337,8 @@ def run_config_class(cls: type, values: Mapping[str, Any], where: Mapping[str, s
 
 
 def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | str = "config"):
-    """Build a `cls` instance from plain JSON values, checking keys, types and ranges.
+    """Build a `cls` instance from plain JSON values, checking keys, types, ranges and the value checks of
+    common/validation.py (finite numbers, seeds, NUL, path lengths).
 
     `where` maps each key to the JSON path it came from (or is a prefix string for all keys); it
     is what the error message names.
@@ -326,7 +350,6 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
         return f"{where}.{key}"
 
     check_known_keys(values, cls, where)
-    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, f in config_fields(cls).items():
         if name not in values:
@@ -334,23 +357,16 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
                 raise ConfigError(f"{loc(name)}: required key is missing")
             continue
         value = values[name]
+        if value is f.default:  # a default (the plan expander passes them all): valid, and skipping is fast
+            kwargs[name] = value
+            continue
         try:
-            value = _check_type(value, hints[name])
-        except TypeError:
-            raise ConfigError(f"{loc(name)}: expected {_type_name(hints[name])}, got {_describe(value)}") from None
-        meta = f.metadata
-        if meta.get("choices") is not None and value not in meta["choices"]:
-            raise ConfigError(f"{loc(name)}: {_describe(value)} is not one of "
-                              f"{', '.join(_describe(c) for c in meta['choices'])}"
-                              f"{did_you_mean(str(value), [str(c) for c in meta['choices']])}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            low, high = meta.get("min"), meta.get("max")
-            if low is not None and (value < low or (meta.get("min_exclusive") and value == low)):
-                relation = ">" if meta.get("min_exclusive") else ">="
-                raise ConfigError(f"{loc(name)}: expected a value {relation} {low}, got {_describe(value)}")
-            if high is not None and value > high:
-                raise ConfigError(f"{loc(name)}: expected a value <= {high}, got {_describe(value)}")
-        kwargs[name] = value
+            try:  # a plan's runs share most values: each distinct scalar is checked once
+                kwargs[name] = _checked_scalar(cls, name, type(value), value)
+            except TypeError:  # unhashable: a list or dict
+                kwargs[name] = _checked_value(cls, name, value)
+        except _Invalid as e:
+            raise ConfigError(f"{loc(name)}: {e}") from None
     config = cls(**kwargs)
     try:
         if hasattr(config, "validate"):  # command-line option dataclasses may have no cross-field rule
@@ -358,6 +374,38 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
     except FieldError as e:
         raise ConfigError(f"{loc(e.field)}: {e}") from None
     return config
+
+
+class _Invalid(ValueError):
+    """A value that its field does not accept; from_dict adds where it came from."""
+
+
+@functools.lru_cache(maxsize=65536)
+def _checked_scalar(cls: type, name: str, kind: type, value: Any) -> Any:
+    return _checked_value(cls, name, value)  # `kind` keeps 1, 1.0 and True apart in the cache
+
+
+def _checked_value(cls: type, name: str, value: Any) -> Any:
+    """`value` converted to field `name`'s type, or _Invalid saying why it is not a valid value."""
+    tp, meta = type_hints(cls)[name], config_fields(cls)[name].metadata
+    try:
+        value = _check_type(value, tp)
+    except TypeError:
+        raise _Invalid(f"expected {_type_name(tp)}, got {_describe(value)}") from None
+    problem = field_problem(name, value, meta)
+    if problem is not None:
+        raise _Invalid(problem)
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise _Invalid(f"{_describe(value)} is not one of {', '.join(_describe(c) for c in meta['choices'])}"
+                       f"{did_you_mean(str(value), [str(c) for c in meta['choices']])}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = meta.get("min"), meta.get("max")
+        if low is not None and (value < low or (meta.get("min_exclusive") and value == low)):
+            raise _Invalid(f"expected a value {'>' if meta.get('min_exclusive') else '>='} {low}, "
+                           f"got {_describe(value)}")
+        if high is not None and value > high:
+            raise _Invalid(f"expected a value <= {high}, got {_describe(value)}")
+    return value
 
 
 def to_dict(config) -> dict:

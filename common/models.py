@@ -74,12 +74,14 @@ def load_model_and_tokenizer(name_or_path: str, *, dtype: str = "float32", trust
 
 def load_for_training(config, name_or_path: Optional[str] = None):
     """Model and tokenizer as a TrainConfig asks (dtype, trust_remote_code, lora, device_map, the added
-    tokens of prompt_format prompter_assistant)."""
+    tokens of prompt_format prompter_assistant); a `config.max_length` beyond the model's context is
+    lowered to it (see fit_max_length)."""
     name_or_path = name_or_path or config.model
     model = load_model(name_or_path, dtype=config.dtype, trust_remote_code=config.trust_remote_code,
                        device_map=config.device_map)
     tokenizer = load_tokenizer(name_or_path, trust_remote_code=config.trust_remote_code)
     add_prompt_format_tokens(model, tokenizer, config.prompt_format, getattr(config, "use_chat_template", None))
+    fit_max_length(config, model, name_or_path)
     return apply_lora(model, config.lora), tokenizer
 
 
@@ -98,6 +100,28 @@ def add_prompt_format_tokens(model, tokenizer, prompt_format: Optional[str], use
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model.resize_token_embeddings(len(tokenizer))
+
+
+def model_context(model) -> Optional[int]:
+    """The number of positions the model was built for (None when its config does not say)."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def fit_max_length(config, model, name: str) -> None:
+    """Lower `config.max_length` to the model's context, with a warning, when it is longer.
+
+    Longer sequences would index past the position table (or extrapolate rotary positions nobody
+    trained). Lowering rather than failing keeps plans that leave max_length at its default (512)
+    working on small models (the tiny ones have 256 positions): examples that no longer fit are
+    truncated and counted like any other over-long example. config.json keeps the value the plan gave.
+    """
+    context = model_context(model)
+    if context and getattr(config, "max_length", 0) > context:
+        from common.tracking import logger
+
+        logger.warning(f"max_length {config.max_length} exceeds the {context} positions of model {name}; "
+                       f"using max_length={context} (longer examples are truncated)")
+        config.max_length = context
 
 
 def load_for_inference(name_or_path: str, *, dtype: str = "float32", device=None, trust_remote_code: bool = False):

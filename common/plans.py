@@ -12,9 +12,12 @@ with `seed + r`, and `_rep{r}` is appended to its name unless the name uses `{re
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import functools
 import itertools
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -23,7 +26,8 @@ from typing import Any, Callable
 
 from common.config import did_you_mean, from_dict, run_config_class, to_dict
 from common.distributed import process_state
-from common.errors import ConfigError
+from common.errors import ConfigError, DataError
+from common.fingerprint import data_fingerprints
 from common.rundir import (
     LOCK_FILE,
     clear_run_dir,
@@ -42,6 +46,7 @@ from common.tracking import attach_run_log, logger, read_json, write_json
 PLAN_KEYS = {"name", "description", "skip", "repetitions", "configurations"}
 CONFIGURATION_KEYS = {"base_config", "options", "skip"}
 _TEMPLATE = re.compile(r"\{(\w+)\}")
+MAX_RUNS = 100_000  # more is a typo in the options (10**5 runs dry-run in seconds; 10**10 would never end)
 
 
 @dataclass
@@ -50,9 +55,9 @@ class PlannedRun:
     config: Any
     origin: str  # e.g. "configurations[1], options {'seed': 3}"
 
-    @property
+    @functools.cached_property
     def run_dir(self) -> Path:
-        return Path(os.path.normpath(Path(self.config.outputs_dir) / self.config.experiment_name))
+        return Path(os.path.normpath(os.path.join(self.config.outputs_dir, self.config.experiment_name)))
 
 
 def load_plan(path: str | Path) -> dict:
@@ -60,9 +65,17 @@ def load_plan(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: plan file not found")
     try:
-        plan = json.loads(path.read_text())
+        plan = json.loads(path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the plan as UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply; a plan is a few levels of objects and lists") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: unreadable JSON: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the plan: {e.strerror}") from None
     if not isinstance(plan, dict):
         raise ConfigError(f"{path}: a plan is a JSON object with a 'configurations' list")
     return plan
@@ -74,31 +87,111 @@ def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
             raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}")
 
 
-def _fill_templates(values: dict, origins: dict, context: dict) -> dict:
-    """Replace `{name}` in string values by other values of the run (defaults and `context` included)."""
-    filled = dict(values)
-    for _ in range(10):  # templates may refer to templated fields; 10 levels is plenty
-        changed = False
-        for key, value in filled.items():
-            if not isinstance(value, str) or "{" not in value:
-                continue
+def _fill_templates(values: dict, origins: dict, context: dict, candidates=None) -> dict:
+    """Replace `{name}` in string values by other values of the run (defaults and `context` included);
+    a template that refers back to itself, directly or through others, is an error naming the cycle.
+    `candidates`: the only keys whose values may hold templates (default: all)."""
+    templated = {k for k in (candidates if candidates is not None else values)
+                 if isinstance(values[k], str) and "{" in values[k]}
+    if not templated:
+        return values
+    filled, resolving = {}, []
 
-            def substitute(match: re.Match) -> str:
-                name = match.group(1)
-                if name in context:
-                    return str(context[name])
-                if name not in filled:
-                    raise ConfigError(f"{origins.get(key, key)}: template {{{name}}} names no config field"
-                                      f"{did_you_mean(name, list(filled) + list(context))}")
-                return str(filled[name])
+    def resolve(key: str) -> Any:
+        if key in filled or key not in templated:
+            return filled.get(key, values[key])
+        value = values[key]
+        if key in resolving:
+            cycle = " -> ".join(resolving[resolving.index(key):] + [key])
+            raise ConfigError(f"{origins.get(key, key)}: templates refer to each other in a cycle: {cycle}; "
+                              f"write one of them without a template")
+        resolving.append(key)
 
-            new = _TEMPLATE.sub(substitute, value)
-            if new != value:
-                filled[key], changed = new, True
-        if not changed:
-            return filled
-    raise ConfigError("templates refer to each other in a cycle: " +
-                      ", ".join(k for k, v in filled.items() if isinstance(v, str) and _TEMPLATE.search(v)))
+        def substitute(match: re.Match) -> str:
+            name = match.group(1)
+            if name in context:
+                return str(context[name])
+            if name not in values:
+                raise ConfigError(f"{origins.get(key, key)}: template {{{name}}} names no config field"
+                                  f"{did_you_mean(name, list(values) + list(context))}")
+            return str(resolve(name))
+
+        filled[key] = _TEMPLATE.sub(substitute, value)
+        resolving.pop()
+        return filled[key]
+
+    for key in templated:
+        resolve(key)
+    return {**values, **filled}
+
+
+def _plan_flag(obj: dict, key: str, where: str) -> bool:
+    """A plan-level true/false (`skip`): strictly a JSON boolean, so "false" is not taken for true."""
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: expected true or false, got {json.dumps(value)}")
+    return value
+
+
+def _integer(value: Any) -> int | None:
+    """`value` as an int when it is one (3 or 3.0), else None (from_dict then reports its type)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, float) and value.is_integer() else None
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(cls: type) -> dict:
+    instance = cls()
+    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(cls)}
+
+
+@functools.lru_cache(maxsize=None)
+def _mutable_defaults(cls: type) -> tuple[str, ...]:
+    """The fields whose default is a list or dict: each run gets its own copy."""
+    return tuple(k for k, v in _defaults(cls).items() if isinstance(v, (list, dict)))
+
+
+@functools.lru_cache(maxsize=None)
+def _templated_defaults(cls: type) -> tuple[str, ...]:
+    """The fields whose default holds a template, e.g. a path "{outputs_dir}/model"."""
+    return tuple(k for k, v in _defaults(cls).items() if isinstance(v, str) and "{" in v)
+
+
+def _checked_configurations(plan: dict, plan_name: str, repetitions: int) -> list[tuple[int, dict, dict]]:
+    """(index, base_config, options) of each configuration not skipped, with their shapes checked and
+    the number of runs they make counted before any is built (a plan of 10**10 runs fails at once)."""
+    configurations = plan.get("configurations")
+    if not isinstance(configurations, list) or not configurations:
+        raise ConfigError(f"{plan_name}: configurations: expected a non-empty list of objects")
+    checked, sizes = [], []
+    for ci, configuration in enumerate(configurations):
+        where = f"{plan_name}: configurations[{ci}]"
+        if not isinstance(configuration, dict):
+            raise ConfigError(f"{where}: expected an object with base_config and options")
+        _check_keys(configuration, CONFIGURATION_KEYS, where)
+        if _plan_flag(configuration, "skip", where):
+            continue
+        base = configuration.get("base_config", {})
+        options = configuration.get("options", {})
+        if not isinstance(base, dict):
+            raise ConfigError(f"{where}.base_config: expected an object")
+        if not isinstance(options, dict):
+            raise ConfigError(f"{where}.options: expected an object mapping fields to lists of values")
+        for key, values in options.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}.options.{key}: expected a non-empty list of values, "
+                                  f"got {json.dumps(values)}")
+        checked.append((ci, base, options))
+        sizes.append(math.prod(len(v) for v in options.values()) * repetitions)
+    if sum(sizes) > MAX_RUNS:
+        biggest = max(range(len(sizes)), key=sizes.__getitem__)
+        raise ConfigError(f"{plan_name}: the plan expands to {sum(sizes):,} runs (configurations[{checked[biggest][0]}]"
+                          f": {sizes[biggest]:,}); at most {MAX_RUNS:,} per plan: use fewer options or "
+                          f"repetitions, or split it into several plans")
+    return checked
 
 
 def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json",
@@ -109,58 +202,46 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json",
     base_config and options before expansion; their errors name `--set field`.
     """
     overrides = overrides or {}
+    set_origins = {k: f"--set {k}" for k in overrides}
     _check_keys(plan, PLAN_KEYS, plan_name)
-    if plan.get("skip", False):
+    if _plan_flag(plan, "skip", plan_name):
         return []
     repetitions = plan.get("repetitions", 1)
     if not isinstance(repetitions, int) or isinstance(repetitions, bool) or repetitions < 1:
         raise ConfigError(f"{plan_name}: repetitions: expected an integer >= 1, got {json.dumps(repetitions)}")
-    configurations = plan.get("configurations")
-    if not isinstance(configurations, list) or not configurations:
-        raise ConfigError(f"{plan_name}: configurations: expected a non-empty list of objects")
 
     runs: list[PlannedRun] = []
-    for ci, configuration in enumerate(configurations):
+    for ci, base, options in _checked_configurations(plan, plan_name, repetitions):
         where = f"{plan_name}: configurations[{ci}]"
-        if not isinstance(configuration, dict):
-            raise ConfigError(f"{where}: expected an object with base_config and options")
-        _check_keys(configuration, CONFIGURATION_KEYS, where)
-        if configuration.get("skip", False):
-            continue
-        base = configuration.get("base_config", {})
-        options = configuration.get("options", {})
-        if not isinstance(base, dict):
-            raise ConfigError(f"{where}.base_config: expected an object")
-        if not isinstance(options, dict):
-            raise ConfigError(f"{where}.options: expected an object mapping fields to lists of values")
         options = {k: v for k, v in options.items() if k not in overrides}
         base = {**base, **overrides}
-        set_origins = {k: f"--set {k}" for k in overrides}
-        key_origins = {**{k: f"{where}.options.{k}" for k in options},
-                       **{k: f"{where}.base_config.{k}" for k in base}, **set_origins}
-        for key, values in options.items():
-            if not isinstance(values, list) or not values:
-                raise ConfigError(f"{where}.options.{key}: expected a non-empty list of values, "
-                                  f"got {json.dumps(values)}")
-
+        base_origins = {**{k: f"{where}.base_config.{k}" for k in base}, **set_origins}
+        key_origins = {**{k: f"{where}.options.{k}" for k in options}, **base_origins}
+        labels = {k: [f"{k}={json.dumps(v)}" for v in values] for k, values in options.items()}
+        default_origins: dict[type, dict] = {}
         keys = list(options)
         for choice in itertools.product(*(range(len(options[k])) for k in keys)):
             chosen = {**base, **{key: options[key][i] for key, i in zip(keys, choice)}}
             run_cls = run_config_class(config_cls, chosen, key_origins)  # the class of this run, keys checked
-            values = {**{f.name: getattr(run_cls(), f.name) for f in dataclasses.fields(run_cls)}, **base}
-            origins = {**{k: f"{where}.base_config.{k}" for k in base}, **set_origins}
+            defaults = _defaults(run_cls)
+            values = {**defaults, **{k: copy.deepcopy(defaults[k]) for k in _mutable_defaults(run_cls)}, **base}
+            if run_cls not in default_origins:
+                default_origins[run_cls] = {**{k: f"{where}.{k}" for k in defaults}, **base_origins}
+            origins = dict(default_origins[run_cls])
             for key, i in zip(keys, choice):
                 values[key] = options[key][i]
                 origins[key] = f"{where}.options.{key}[{i}]"
+            label = ", ".join(labels[k][i] for k, i in zip(keys, choice))
             for rep in range(repetitions):
                 rep_values = dict(values)
-                if repetitions > 1:
-                    rep_values["seed"] = values["seed"] + rep
-                    if "{repetition}" not in str(values["experiment_name"]):
-                        rep_values["experiment_name"] = f"{values['experiment_name']}_rep{rep}"
-                filled = _fill_templates(rep_values, origins, {"repetition": rep})
-                config = from_dict(run_cls, filled, {k: origins.get(k, f"{where}.{k}") for k in filled})
-                label = ", ".join(f"{k}={json.dumps(options[k][i])}" for k, i in zip(keys, choice))
+                seed, name = _integer(values["seed"]), values["experiment_name"]
+                if repetitions > 1 and seed is not None:  # else from_dict reports the seed's type
+                    rep_values["seed"] = seed + rep
+                if repetitions > 1 and isinstance(name, str) and "{repetition}" not in name:
+                    rep_values["experiment_name"] = f"{name}_rep{rep}"
+                filled = _fill_templates(rep_values, origins, {"repetition": rep},
+                                         [*_templated_defaults(run_cls), *chosen])
+                config = from_dict(run_cls, filled, origins)
                 origin = f"configurations[{ci}]" + (f" ({label})" if label else "")
                 if repetitions > 1:
                     origin += f" repetition {rep}"
@@ -170,12 +251,31 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json",
     return runs
 
 
+def _real_path(path: str) -> str:
+    """os.path.realpath, resolving each parent directory once (a plan's runs share few parents)."""
+    if os.path.lexists(path):
+        return os.path.realpath(path)
+    parent, name = os.path.split(path)
+    return os.path.join(_real_parent(parent), name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_parent(parent: str) -> str:
+    return os.path.realpath(parent)
+
+
+def _parents(path: str):
+    while os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+        yield path
+
+
 def check_distinct_run_dirs(runs: list[PlannedRun], plan_name: str) -> None:
     """No two runs share a directory, or nest (--force on the outer one would delete the inner one),
     compared after resolving `..`, symbolic links and trailing slashes."""
     by_dir = {}
     for run in runs:
-        real = Path(os.path.realpath(run.run_dir))
+        real = _real_path(str(run.run_dir))
         other = by_dir.get(real)
         if other is not None:
             alias = f" (as {run.run_dir})" if run.run_dir != other.run_dir else ""
@@ -184,7 +284,7 @@ def check_distinct_run_dirs(runs: list[PlannedRun], plan_name: str) -> None:
                               f"e.g. \"name_{{seed}}\"")
         by_dir[real] = run
     for real, run in by_dir.items():
-        outer = next((by_dir[p] for p in real.parents if p in by_dir), None)
+        outer = next((by_dir[p] for p in _parents(real) if p in by_dir), None)
         if outer is not None:
             raise ConfigError(f"{plan_name}: run {run.index} ({run.origin}) writes to {run.run_dir}, inside the "
                               f"directory of run {outer.index} ({outer.origin}); give them sibling experiment_names")
@@ -212,9 +312,9 @@ def run_status(run: PlannedRun) -> str:
         return "new"
     try:
         stored = stored_config(run)
-    except (OSError, json.JSONDecodeError, AttributeError):
+    except (OSError, DataError, AttributeError):
         return "changed"
-    if stored != config_record(run.config):
+    if stored != _compared(stored, config_record(run.config)):
         return "changed"
     return FINISHED if (run.run_dir / "summary.json").exists() else "partial"
 
@@ -225,8 +325,11 @@ def study_of(config: Any) -> str:
 
 
 def config_record(config: Any) -> dict:
-    """What a run's config.json holds: the study (so printers find their own runs), then the fields."""
-    return {"study": study_of(config), **json.loads(json.dumps(to_dict(config)))}
+    """What a run's config.json holds: the study (so printers find their own runs), the fields, then
+    `data_files`, the fingerprints of its local input data (common/fingerprint.py), when it has any."""
+    record = {"study": study_of(config), **json.loads(json.dumps(to_dict(config)))}
+    prints = data_fingerprints(config)
+    return {**record, "data_files": prints} if prints else record
 
 
 def stored_config(run: PlannedRun) -> dict:
@@ -237,9 +340,15 @@ def stored_config(run: PlannedRun) -> dict:
     return stored
 
 
+def _compared(stored: dict, current: dict) -> dict:
+    """`current` as compared with `stored`: a run recorded before data fingerprints existed keeps its
+    status (its data cannot be compared)."""
+    return current if "data_files" in stored else {k: v for k, v in current.items() if k != "data_files"}
+
+
 def describe_changes(run: PlannedRun) -> str:
     stored = stored_config(run)
-    current = config_record(run.config)
+    current = _compared(stored, config_record(run.config))
     diffs = [f"{k}: {json.dumps(stored.get(k))} -> {json.dumps(current.get(k))}"
              for k in sorted(set(stored) | set(current)) if stored.get(k) != current.get(k)]
     return "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")

@@ -142,8 +142,12 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise in_use_error(run_dir, os.pread(fd, 64, 0).decode().strip() or "another process") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as e:  # a full disk: name the file for the one-line error
+            e.filename = str(run_dir / LOCK_FILE)
+            raise
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -6,6 +6,7 @@ it offline and read the files it wrote).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -13,6 +14,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any, Iterable
+
+from common.errors import DataError
 
 logger = logging.getLogger("alignlab")
 
@@ -22,11 +25,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk: drop the partial copy, and say which file it was
+        tmp.unlink(missing_ok=True)
+        if e.filename is None:
+            e.filename = str(path)
+        raise
 
 
 def _json_default(obj: Any):
@@ -40,25 +49,61 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """A JSON file; one that is not JSON is a DataError naming it (OSError propagates: missing is not
+    malformed, and common.cli prints it as one line)."""
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno} column {e.colno} ({e.msg}); the file is "
+                        f"truncated or not a run's: delete it or re-run the plan") from None
+
+
+def _read_text(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a jsonl file, tolerating a truncated last line (a run killed mid-write)."""
+    """Read a jsonl file, tolerating a truncated last line (a run killed mid-write); another malformed line
+    is a DataError naming the file and the line."""
     rows = []
-    with open(path) as f:
-        lines = f.read().splitlines()
+    lines = _read_text(path).splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as e:
             if i == len(lines) - 1:
                 break
-            raise
+            raise DataError(f"{path}: line {i + 1} is not JSON ({e.msg}); the file was damaged: delete it or "
+                            f"re-run the plan") from None
     return rows
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append `line` + newline with one write; a write that fails part-way is cut back off, so a reader
+    never sees half a line (a full disk leaves the file as it was)."""
+    data = (line + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        except OSError as e:
+            os.ftruncate(fd, size)
+            if e.filename is None:
+                e.filename = str(path)
+            raise
+    finally:
+        os.close(fd)
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
@@ -104,8 +149,7 @@ class Tracker:
         if not self.enabled:
             return
         record = {k: _clean(v) for k, v in record.items()}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record, default=_json_default) + "\n")
+        append_line(self.path, json.dumps(record, default=_json_default))
         if self.wandb_run is not None:
             prefix = "/".join(str(record[k]) for k in ("kind", "split") if k in record)
             numbers = {f"{prefix}/{k}": v for k, v in record.items()
