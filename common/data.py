@@ -79,7 +79,10 @@ def read_saved_dataset(path: Path, split: str) -> list[dict]:
 
 def read_json_records(path: Path) -> list[dict]:
     """A .jsonl file (one object per line) or a .json file holding a list of objects."""
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8") from None
     if path.suffix == ".json":
         try:
             rows = json.loads(text)
@@ -107,7 +110,9 @@ def require_fields(rows: Sequence[dict], fields: Iterable[str], source: str) -> 
     fields = list(fields)
     for i, row in enumerate(rows):
         for field in fields:
-            if row.get(field) in (None, ""):
+            if field in row and row[field] in (None, ""):
+                raise DataError(f"{source}: row {i}: field {field!r} is {json.dumps(row[field])}; give it a value")
+            if field not in row:
                 present = ", ".join(sorted(row)) or "none"
                 raise DataError(f"{source}: row {i}: missing field {field!r} (fields present: {present})")
 

@@ -68,8 +68,10 @@ class _Rows:
             seen, fix = "a list of messages" + (" (TRL conversational format)" if response else ""), "conversational"
         elif isinstance(value, str):
             seen, fix = "text" + (" (TRL standard format)" if response else ""), "plain" if response else "auto"
-        else:
-            seen, fix = f"of type {type(value).__name__}", "auto"
+        else:  # no format takes a number, an object or null here
+            seen = {type(None): "null", dict: "an object", bool: "true/false"}.get(type(value), "a number")
+            return self.fail(i, f"field {field!r} is {seen}; it must be text or a list of "
+                                "{\"role\": ..., \"content\": ...} messages")
         return self.fail(i, f"field {field!r} is {seen}, which the {self.format} format does not accept; set "
                             f"{self.format_field} to {fix} (auto detects the format from the first row)")
 

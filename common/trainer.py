@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from common.config import TrainConfig, to_dict
 from common.data import PreferenceExample, collate_pairs
 from common.distributed import make_accelerator
-from common.errors import TrainingError
+from common.errors import DataError, TrainingError
 from common.models import count_parameters, disable_dropout, enable_gradient_checkpointing, save_model
 from common.rundir import CHECKPOINT_DIR, checkpoint_candidates, install_checkpoint
 from common.strategies import PreferenceStrategy, StepStrategy, StepTerms
@@ -414,5 +414,18 @@ class Trainer:
 def train_examples(config: TrainConfig, run_dir: Path, model, tokenizer, train_set: Sequence[PreferenceExample], *,
                    eval_sets: Optional[dict] = None, callbacks: Sequence = ()) -> dict:
     """Train `model` on `train_set` with the shared trainer; the run's summary (the studies' one call)."""
+    check_pairs(config.objective, train_set)
     trainer = Trainer(config, model, tokenizer, train_set, run_dir, eval_sets=eval_sets, callbacks=callbacks)
     return trainer.train()
+
+
+def check_pairs(objective: str, train_set: Sequence[PreferenceExample]) -> None:
+    """A loss that compares y+ with y- needs a rejected response in every example (SFT data has none)."""
+    from common.losses import LOSSES
+
+    loss = LOSSES.get(objective)
+    missing = sum(e.rejected_ids is None for e in train_set)
+    if loss is not None and loss.needs_rejected and missing:
+        raise DataError(f"objective {objective} compares a chosen with a rejected response, but {missing} of the "
+                        f"{len(train_set)} training examples have no rejected response (SFT data); use objective "
+                        "cross_entropy, or point rejected_field at the rejected responses")

@@ -105,6 +105,32 @@ def test_a_malformed_plan_is_one_error_line(tmp_path, name, plan, words, real):
         assert "plan.json" in line  # the file is named
 
 
+# (name, the data file's bytes, extra base_config fields, words the error line must hold). Each runs for real: the
+# data is read when the run starts.
+ROW = {"prompt": "Hi", "chosen": "a", "rejected": "b"}
+DATA_CASES = [
+    ("prompt is a number", {**ROW, "prompt": 5}, {}, "field 'prompt' is a number; it must be text or a list"),
+    ("prompt is null", {**ROW, "prompt": None}, {}, "field 'prompt' is null"),
+    ("prompt is an object", {**ROW, "prompt": {"text": "Hi"}}, {}, "field 'prompt' is an object"),
+    ("prompt messages without content", {**ROW, "prompt": [{"role": "user"}]}, {},
+     "prompt message 0 must be an object with text 'role' and 'content'"),
+    ("dpo on data without rejected", ROW, {"rejected_field": ""},
+     "objective dpo compares a chosen with a rejected response"),
+    ("non-UTF-8 jsonl", b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n', {}, "data.jsonl: not UTF-8 text"),
+]
+
+
+@pytest.mark.parametrize("name,row,extra,words", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_bad_data_is_one_error_line(tmp_path, name, row, extra, words):
+    data = tmp_path / "data.jsonl"
+    if isinstance(row, bytes):
+        data.write_bytes(row * 8)
+    else:
+        data.write_text((json.dumps(row) + "\n") * 8)
+    plan = plan_with({"dataset": str(data), **extra})
+    assert_one_error_line(run_runner(tmp_path, plan, real=True), words)
+
+
 def test_the_size_is_capped_before_expansion():
     options = {"lr": [1e-6 * (i + 1) for i in range(1000)], "beta": [0.1 * (i + 1) for i in range(101)]}
     with pytest.raises(ConfigError, match=f"101,000 runs .*at most {MAX_RUNS:,}"):
