@@ -130,6 +130,9 @@ class TrainConfig(RunConfig):
     prompt_format: str = option("text", choices=["text", "prompter_assistant"], help="without a chat template: "
                                 "prompt, prompt_separator, response; or the public code's <|prompter|>x<|assistant|>y")
     prompt_separator: str = option("\n", help="prompt_format text: written after each prompt message")
+    discopop_tau: float = option(0.05, min=0, min_exclusive=True, help="DiscoPOP temperature (TRL's default)")
+    sft_loss_type: str = option("sum", choices=["sum", "token_mean"],
+                                help="SFT term: summed NLL of y+ per example, or TRL's token mean over the batch")
 
     def validate(self) -> None:
         super().validate()
@@ -142,6 +145,8 @@ class TrainConfig(RunConfig):
                                           "it twice); leave sft_coeff 0 or scale the lr")
         if self.objective == "robust" and not self.label_smoothing < 0.5:
             raise FieldError("label_smoothing", "robust DPO needs 0 <= label_smoothing < 0.5")
+        if self.objective == "exo_pair" and not self.label_smoothing > 0:
+            raise FieldError("label_smoothing", "exo_pair needs label_smoothing > 0 (EXO's epsilon; 1e-3 in the paper)")
         if (self.dtype != "float32" and self.lr < HALF_PRECISION_MIN_LR and not self.lora
                 and not self.allow_bf16_weights):
             raise FieldError("dtype", f"{self.dtype} weights trained at lr {self.lr:g} lose most updates to "

@@ -2,7 +2,7 @@
 
 Notation (STUDIES.md): logp = summed log-prob of the response tokens; z+ = logp_pi(y+) - logp_ref(y+),
 z- likewise; D = z+ - z-; s = sigmoid; log s(x) is computed as `F.logsigmoid(x)` (stable). Every
-function returns one loss per example; callers average.
+function returns one loss per example (aot: per rank, see below); callers average.
 
 The formulas below can be read and tested on their own. `LOSSES` registers each under its
 `objective` name with the inputs it reads; `make_loss(config)` binds a registered loss to the config
@@ -14,15 +14,22 @@ Where these differ from TRL's DPOTrainer (1.x) with the same names:
 - ipo: unnormalised (D on summed log-probs, as the IPO paper's Eq. 17) by default; TRL divides each
   log-ratio by its response length first: `ipo_length_normalize: true`.
 - dpo with label_smoothing e: cDPO, the same formula as TRL's "sigmoid" with label_smoothing.
-- sft_coeff c: c * (summed token NLL of y+) per example, averaged over the batch (the public
-  Razin et al. code's SFT term); TRL's "sft" loss type is the token mean of the NLL over the whole
-  batch, so ours scales with response length. `objective: cross_entropy` with `sft_coeff` is an
-  error (it would count the cross-entropy twice).
-- cross_entropy: summed over the response tokens, mean over the batch (TRL's "sft": token mean).
+- sft_coeff c and objective cross_entropy: by default (`sft_loss_type: sum`) the summed token NLL of
+  y+ per example, averaged over the batch (the public Razin et al. code's SFT term), so it scales with
+  response length; `sft_loss_type: token_mean` is TRL's "sft": the NLL averaged over all y+ tokens
+  of the (micro-)batch. `objective: cross_entropy` with `sft_coeff` is an error (it would count the
+  cross-entropy twice).
+- sigmoid_norm is DPO on length-normalised z+, z-; with label_smoothing it is cDPO there (TRL
+  ignores label_smoothing for it).
+- aot / aot_unpaired sort over the batch (TRL's AOT): the i-th loss pairs the i-th smallest values,
+  not example i; only their mean means anything.
+- exo_pair needs label_smoothing > 0 (EXO's epsilon; the paper recommends 1e-3), as in TRL.
+TRL's f-divergence options, WPO weighting and ld_alpha are not offered.
 """
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -76,14 +83,46 @@ def bco_pair(z_chosen: Tensor, z_rejected: Tensor, beta: float, label_smoothing:
     return -F.logsigmoid(beta * z_chosen) - F.logsigmoid(-beta * z_rejected)
 
 
+def exo_pair(z_chosen: Tensor, z_rejected: Tensor, beta: float, label_smoothing: float = 1e-3) -> Tensor:
+    """EXO-pref (K = 2): KL(q || p), q = (s(beta D), s(-beta D)), p = (1 - e, e):
+    q_w (log q_w - log(1 - e)) + q_l (log q_l - log e)."""
+    d = beta * (z_chosen - z_rejected)
+    return (torch.sigmoid(d) * (F.logsigmoid(d) - math.log1p(-label_smoothing))
+            + torch.sigmoid(-d) * (F.logsigmoid(-d) - math.log(label_smoothing)))
+
+
+def aot(first: Tensor, second: Tensor, beta: float, label_smoothing: float = 0.0) -> Tensor:
+    """AOT: cDPO on the batch-sorted values, -(1-e) log s(beta d_i) - e log s(-beta d_i) with
+    d_i = sort(first)_i - sort(second)_i (paired: policy vs reference margins; unpaired: z+ vs z-)."""
+    return dpo(torch.sort(first, dim=0).values, torch.sort(second, dim=0).values, beta, label_smoothing)
+
+
+def apo_down(z_chosen: Tensor, z_rejected: Tensor, beta: float) -> Tensor:
+    """APO-down: s(beta z+) + (1 - s(beta D))."""
+    return torch.sigmoid(beta * z_chosen) + (1 - torch.sigmoid(beta * (z_chosen - z_rejected)))
+
+
+def discopop(z_chosen: Tensor, z_rejected: Tensor, beta: float, discopop_tau: float = 0.05) -> Tensor:
+    """DiscoPOP: (1 - m) (-log s(beta D)) + m exp(-beta D), m = s(beta D / tau)."""
+    d = beta * (z_chosen - z_rejected)
+    m = torch.sigmoid(d / discopop_tau)
+    return (1 - m) * -F.logsigmoid(d) + m * torch.exp(-d)
+
+
 def simpo(avg_chosen: Tensor, avg_rejected: Tensor, beta: float, simpo_gamma: float = 0.5) -> Tensor:
     """SimPO (reference-free): -log s(beta (avg_logp(y+) - avg_logp(y-)) - gamma), avg = logp / |y|."""
     return -F.logsigmoid(beta * (avg_chosen - avg_rejected) - simpo_gamma)
 
 
-def cross_entropy(policy_chosen_logps: Tensor) -> Tensor:
-    """SFT on y+: -logp(y+), the summed token negative log-likelihood of each example."""
-    return -policy_chosen_logps
+def cross_entropy(policy_chosen_logps: Tensor, chosen_lengths: Optional[Tensor] = None,
+                  sft_loss_type: str = "sum") -> Tensor:
+    """SFT on y+: -logp(y+), the summed token NLL of each example ("sum"); "token_mean" (TRL's "sft"):
+    -sum_b logp(y+_b) / sum_b |y+_b|, the same value for every example of the batch."""
+    if sft_loss_type == "sum":
+        return -policy_chosen_logps
+    if chosen_lengths is None:
+        raise ValueError("sft_loss_type token_mean needs chosen_lengths")
+    return (-policy_chosen_logps.sum() / chosen_lengths.sum()).expand_as(policy_chosen_logps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,13 +154,22 @@ def _lengths(x: PairLogps, name: str) -> tuple[Tensor, Tensor]:
     return x.chosen_lengths, x.rejected_lengths
 
 
-def ipo_log_ratios(x: PairLogps, name: str, ipo_length_normalize: bool = False) -> tuple[Tensor, Tensor]:
-    """(z+, z-), divided by the response lengths with `ipo_length_normalize` (TRL's IPO)."""
-    if not ipo_length_normalize:
-        return log_ratios(x, name)
+def normalized_log_ratios(x: PairLogps, name: str) -> tuple[Tensor, Tensor]:
+    """(z+ / |y+|, z- / |y-|)."""
     chosen_lengths, rejected_lengths = _lengths(x, name)
     z_chosen, z_rejected = log_ratios(x, name)
     return z_chosen / chosen_lengths, z_rejected / rejected_lengths
+
+
+def ipo_log_ratios(x: PairLogps, name: str, ipo_length_normalize: bool = False) -> tuple[Tensor, Tensor]:
+    """(z+, z-), divided by the response lengths with `ipo_length_normalize` (TRL's IPO)."""
+    return normalized_log_ratios(x, name) if ipo_length_normalize else log_ratios(x, name)
+
+
+def policy_and_reference_margins(x: PairLogps, name: str) -> tuple[Tensor, Tensor]:
+    """(logp_pi(y+) - logp_pi(y-), logp_ref(y+) - logp_ref(y-)): AOT's paired inputs."""
+    log_ratios(x, name)  # checks that the reference is there
+    return x.policy_chosen - x.policy_rejected, x.ref_chosen - x.ref_rejected
 
 
 def average_logps(x: PairLogps, name: str) -> tuple[Tensor, Tensor]:
@@ -130,9 +178,9 @@ def average_logps(x: PairLogps, name: str) -> tuple[Tensor, Tensor]:
     return x.policy_chosen / chosen_lengths, x.policy_rejected / rejected_lengths
 
 
-def chosen_logps(x: PairLogps, name: str) -> tuple[Tensor]:
-    """(logp(y+),): SFT reads neither y- nor a reference."""
-    return (x.policy_chosen,)
+def chosen_logps(x: PairLogps, name: str) -> tuple[Tensor, Optional[Tensor]]:
+    """(logp(y+), |y+|): SFT reads neither y- nor a reference."""
+    return x.policy_chosen, x.chosen_lengths
 
 
 REFERENCE_FREE_INPUTS = (average_logps, chosen_logps)
@@ -168,9 +216,13 @@ def register_loss(name: str, formula: Callable[..., Tensor], inputs: Callable[..
 
 
 for _name, _formula in {"dpo": dpo, "hinge": hinge, "robust": robust, "nca_pair": nca_pair,
-                        "sppo_hard": sppo_hard, "apo_zero": apo_zero, "bco_pair": bco_pair}.items():
+                        "sppo_hard": sppo_hard, "apo_zero": apo_zero, "bco_pair": bco_pair,
+                        "exo_pair": exo_pair, "aot_unpaired": aot, "apo_down": apo_down,
+                        "discopop": discopop}.items():
     register_loss(_name, _formula)
 register_loss("ipo", ipo, ipo_log_ratios)
+register_loss("sigmoid_norm", dpo, normalized_log_ratios)  # TRL's: DPO on length-normalised z+, z-
+register_loss("aot", aot, policy_and_reference_margins)
 register_loss("simpo", simpo, average_logps)
 register_loss("cross_entropy", cross_entropy, chosen_logps)
 
@@ -203,6 +255,7 @@ class BoundLoss:
         self.formula_kwargs = hyper_parameters(entry.formula, config, name)
         self.beta = getattr(config, "beta", 1.0)
         self.sft_coeff = getattr(config, "sft_coeff", 0.0)
+        self.sft_loss_type = getattr(config, "sft_loss_type", "sum")
 
     def __call__(self, policy_chosen_logps: Tensor, policy_rejected_logps: Optional[Tensor] = None,
                  ref_chosen_logps: Optional[Tensor] = None, ref_rejected_logps: Optional[Tensor] = None,
@@ -218,7 +271,7 @@ class BoundLoss:
                       chosen_lengths, rejected_lengths)
         losses = self.formula(*self.inputs(x, self.name, **self.input_kwargs), **self.formula_kwargs)
         if self.sft_coeff:
-            losses = losses + self.sft_coeff * cross_entropy(policy_chosen_logps)
+            losses = losses + self.sft_coeff * cross_entropy(policy_chosen_logps, chosen_lengths, self.sft_loss_type)
         average = self.inputs is average_logps
 
         def rewards(policy: Optional[Tensor], ref: Optional[Tensor], lengths: Optional[Tensor]) -> Tensor:

@@ -3,7 +3,8 @@
     python -m tds.results --analysis_dir O [O2 ...] [--plots_dir P] [--top_tokens 15] [--max_position 100]
     python -m tds.results --experiments_dir DIR [...]   # every finished tds run under DIR
 
-Tables: category ratios per pair (pooled and mean per example, KL both ways), the most frequently
+Tables: category ratios per pair (pooled and mean per example, KL both ways), the top-k agreement
+of the two models (Jaccard@k, nDCG@k, weighted overlap@k; pooled and by position), the most frequently
 shifted tokens, shift rate and KL by position bucket, shift rate by relative position. Plots (PNG)
 and every number (tds_results.json) go to --plots_dir (default: the analysis directory, or
 `tds_comparison` next to the first one when several are given).
@@ -59,6 +60,20 @@ def pairs_table(analyses: list[Analysis]) -> tuple[str, dict]:
     header = ["analysis", "base -> aligned", "examples", "tokens", *CATEGORY_NAMES, "shifted/example",
               "KL(a||b)", "KL(b||a)", "aligned top-1"]
     return format_table(header, rows), summaries
+
+
+def overlap_tables(analyses: list[Analysis], summaries: dict) -> str:
+    """Agreement of the base and aligned top-k lists: means per pair, then per position bucket."""
+    rows = [[a.label, s["top_k"], *(f"{s[f'mean_{m}']:.3f}" for m in statistics.OVERLAP_METRICS)]
+            for a, s in zip(analyses, summaries.values())]
+    pooled = format_table(["analysis", "k", "Jaccard@k", "nDCG@k", "weighted overlap@k"], rows)
+    profiles = {a.label: statistics.bucketed_position_profile(a.table) for a in analyses}
+    labels = next(iter(profiles.values()))[0]
+    rows = [[label] + [" / ".join(f"{p[m][i]:.3f}" for m in statistics.OVERLAP_METRICS)
+                       for _, p in profiles.values()] for i, label in enumerate(labels)
+            if any(p["count"][i] for _, p in profiles.values())]
+    by_position = format_table(["position"] + [f"{a.label}: Jaccard / nDCG / weighted" for a in analyses], rows)
+    return pooled + "\n\n" + by_position
 
 
 def shifted_tokens_table(analysis: Analysis, top: int) -> tuple[str, list[dict]]:
@@ -184,6 +199,8 @@ def main(argv=None) -> None:
     plots_dir = Path(args.plots_dir) if args.plots_dir else default_plots_dir([a.dir for a in analyses])
     text, summaries = pairs_table(analyses)
     print("Token distribution shift (share of response positions)\n" + text)
+    print("\nTop-k agreement of the base and aligned next-token lists (AlignTDS's Jaccard, nDCG, weighted "
+          "overlap)\n" + overlap_tables(analyses, summaries))
     tokens = {}
     for a in analyses:
         table_text, tokens[a.label] = shifted_tokens_table(a, args.top_tokens)

@@ -7,6 +7,15 @@ With c_t the category of position t (0 unshifted, 1 marginal, 2 shifted) over al
     relative position of t    = pos_t / |e(t)| in [0, 1), binned into n_bins equal bins
     KL at position j          = mean of KL(P_aligned || P_base) over the positions t with pos_t = j
 Empty bins give NaN, never a division by zero.
+
+Agreement of the two top-k lists at a position (AlignTDS's compute_dist_diff.py metrics), with B_k and
+A_k the base and aligned model's k most likely token ids (most likely first), compared by id:
+    jaccard@k            = |B_k & A_k| / |B_k | A_k|
+    weighted_overlap@k   = sum_{v in B_k & A_k} P_base(v) P_aligned(v)     (AlignTDS's "weighted sum")
+    ndcg@k               = DCG / IDCG, DCG = sum_{i<k} rel(B_k[i]) / log2(i + 2), rel(v) = 1 / log2(j + 2)
+                           for v = A_k[j] (0 outside A_k), IDCG = sum_{i<k} 1 / log2(i + 2)^2 (B_k = A_k)
+P are the true full-vocabulary probabilities; AlignTDS renormalises its stored top-30 logits, and its
+nDCG reads the whole stored list whatever k is (so its nDCG@10 equals its nDCG@50): here @k is @k.
 """
 from __future__ import annotations
 
@@ -23,6 +32,27 @@ def category_ratios(category: np.ndarray) -> dict[str, float]:
     counts = np.bincount(category.astype(np.int64), minlength=len(CATEGORY_NAMES))[:len(CATEGORY_NAMES)]
     total = counts.sum()
     return {name: (counts[k] / total if total else float("nan")) for k, name in enumerate(CATEGORY_NAMES)}
+
+
+OVERLAP_METRICS = ("jaccard", "ndcg", "weighted_overlap")
+
+
+def topk_overlaps(table: dict[str, np.ndarray], k: int | None = None) -> dict[str, np.ndarray]:
+    """Per position: jaccard@k, ndcg@k and weighted_overlap@k of the stored top-k lists (k <= stored k)."""
+    width = table["base_topk_ids"].shape[1] if table["base_topk_ids"].ndim == 2 else 0
+    k = width if k is None else k
+    if not 1 <= k <= width:
+        raise ValueError(f"k = {k}: the table stores the top {width} tokens of each model")
+    base, aligned = table["base_topk_ids"][:, :k], table["aligned_topk_ids"][:, :k]
+    match = base[:, :, None] == aligned[:, None, :]  # (N, i in B_k, j in A_k); ids within a list are distinct
+    shared = match.sum((1, 2))
+    p_base = np.exp(table["base_topk_logprobs"][:, :k].astype(np.float64))
+    p_aligned = np.exp(table["aligned_topk_logprobs"][:, :k].astype(np.float64))
+    discount = 1 / np.log2(np.arange(k) + 2)
+    relevance = (match * discount[None, None, :]).sum(2)  # rel(B_k[i])
+    return {"jaccard": shared / (2 * k - shared),
+            "ndcg": (relevance * discount).sum(1) / (discount ** 2).sum(),
+            "weighted_overlap": (match * p_base[:, :, None] * p_aligned[:, None, :]).sum((1, 2))}
 
 
 def binned_mean(bins: np.ndarray, values: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +93,11 @@ def position_profile(table: dict[str, np.ndarray], bins: np.ndarray, n_bins: int
     for kl in ("kl_aligned_base", "kl_base_aligned"):
         _, out[kl] = binned_mean(bins, table[kl], n_bins)
     _, out["base_prob"] = binned_mean(bins, np.exp(table["base_logprob"].astype(np.float64)), n_bins)
+    if len(table["category"]):
+        for name, values in topk_overlaps(table).items():
+            _, out[name] = binned_mean(bins, values, n_bins)
+    else:
+        out.update({name: np.full(n_bins, np.nan) for name in OVERLAP_METRICS})
     return out
 
 
@@ -103,14 +138,19 @@ def summarize(table: dict[str, np.ndarray], num_examples: int | None = None) -> 
     examples = per_example(table, num_examples)
     analysed = examples["num_tokens"] > 0
     ratios = category_ratios(table["category"])
-    return {"num_examples": int(analysed.sum()), "num_positions": int(len(table["category"])),
-            **{f"{name}_ratio": float(v) for name, v in ratios.items()},
-            # 1.0 when the responses are the aligned model's greedy outputs for exactly these prompts
-            "aligned_top1_ratio": float(np.mean(table["aligned_rank"] == 0)) if len(table["category"])
-            else float("nan"),
-            "mean_example_shifted_ratio": float(np.mean(examples["shifted_ratio"][analysed])) if analysed.any()
-            else float("nan"),
-            "mean_kl_aligned_base": float(np.mean(table["kl_aligned_base"])) if len(table["category"])
-            else float("nan"),
-            "mean_kl_base_aligned": float(np.mean(table["kl_base_aligned"])) if len(table["category"])
-            else float("nan")}
+    summary = {"num_examples": int(analysed.sum()), "num_positions": int(len(table["category"])),
+               **{f"{name}_ratio": float(v) for name, v in ratios.items()},
+               # 1.0 when the responses are the aligned model's greedy outputs for exactly these prompts
+               "aligned_top1_ratio": float(np.mean(table["aligned_rank"] == 0)) if len(table["category"])
+               else float("nan"),
+               "mean_example_shifted_ratio": float(np.mean(examples["shifted_ratio"][analysed])) if analysed.any()
+               else float("nan"),
+               "mean_kl_aligned_base": float(np.mean(table["kl_aligned_base"])) if len(table["category"])
+               else float("nan"),
+               "mean_kl_base_aligned": float(np.mean(table["kl_base_aligned"])) if len(table["category"])
+               else float("nan")}
+    if not len(table["category"]):
+        return {**summary, "top_k": 0, **{f"mean_{name}": float("nan") for name in OVERLAP_METRICS}}
+    overlaps = topk_overlaps(table)
+    return {**summary, "top_k": int(table["base_topk_ids"].shape[1]),
+            **{f"mean_{name}": float(np.mean(v)) for name, v in overlaps.items()}}

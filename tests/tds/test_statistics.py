@@ -46,6 +46,59 @@ def test_shift_rate_and_kl_by_position():
     np.testing.assert_allclose(buckets["shifted_rate"], [2 / 3, 1 / 3, 0])
 
 
+def naive_overlaps(base_ids, base_probs, aligned_ids, aligned_probs, k):
+    """One position, AlignTDS's definitions written out with sets and dicts."""
+    b, a = list(base_ids[:k]), list(aligned_ids[:k])
+    jaccard = len(set(b) & set(a)) / len(set(b) | set(a))
+    p_b, p_a = dict(zip(b, base_probs[:k])), dict(zip(a, aligned_probs[:k]))
+    weighted = sum(p_b.get(v, 0.0) * p_a.get(v, 0.0) for v in set(b) | set(a))
+    relevance = {v: 1 / math.log2(j + 2) for j, v in enumerate(a)}
+    dcg = sum(relevance.get(v, 0.0) / math.log2(i + 2) for i, v in enumerate(b))
+    idcg = sum(1 / math.log2(i + 2) ** 2 for i in range(k))
+    return {"jaccard": jaccard, "ndcg": dcg / idcg, "weighted_overlap": weighted}
+
+
+def test_topk_overlaps_hand_worked():
+    # every row: base (5, 7, 9) with P (.5, .3, .1), aligned (9, 7, 5) with P (.6, .2, .1)
+    overlaps = statistics.topk_overlaps(hand_table())
+    np.testing.assert_allclose(overlaps["jaccard"], 1.0)
+    np.testing.assert_allclose(overlaps["weighted_overlap"], 0.5 * 0.1 + 0.3 * 0.2 + 0.1 * 0.6, rtol=1e-6)
+    # rel(5) = 1/log2(4), rel(7) = 1/log2(3), rel(9) = 1: DCG = 0.5/1 + (1/log2 3)/log2 3 + 1/2
+    l3 = math.log2(3)
+    np.testing.assert_allclose(overlaps["ndcg"], (0.5 + 1 / l3 ** 2 + 0.5) / (1 + 1 / l3 ** 2 + 0.25))
+    # k = 1: {5} vs {9}, nothing shared
+    top1 = statistics.topk_overlaps(hand_table(), k=1)
+    assert top1["jaccard"].max() == 0 and top1["ndcg"].max() == 0 and top1["weighted_overlap"].max() == 0
+    with pytest.raises(ValueError, match="stores the top 3"):
+        statistics.topk_overlaps(hand_table(), k=4)
+
+
+def test_topk_overlaps_match_a_naive_computation():
+    rng = np.random.default_rng(0)
+    n, k, vocab = 200, 6, 10
+    base_ids = np.stack([rng.permutation(vocab)[:k] for _ in range(n)]).astype(np.int32)
+    aligned_ids = np.stack([rng.permutation(vocab)[:k] for _ in range(n)]).astype(np.int32)
+    base_p = np.sort(rng.dirichlet(np.ones(vocab), n), axis=1)[:, ::-1][:, :k]
+    aligned_p = np.sort(rng.dirichlet(np.ones(vocab), n), axis=1)[:, ::-1][:, :k]
+    table = {"base_topk_ids": base_ids, "aligned_topk_ids": aligned_ids,
+             "base_topk_logprobs": np.log(base_p), "aligned_topk_logprobs": np.log(aligned_p)}
+    for kk in (1, 3, k):
+        ours = statistics.topk_overlaps(table, kk)
+        for i in range(n):
+            expected = naive_overlaps(base_ids[i], base_p[i], aligned_ids[i], aligned_p[i], kk)
+            for name, value in expected.items():
+                assert ours[name][i] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, i, kk)
+
+
+def test_overlaps_in_the_summary_and_by_position():
+    table = hand_table()
+    table["aligned_topk_ids"][0] = [1, 2, 3]  # position 0 of example 0 shares nothing
+    summary = statistics.summarize(table)
+    assert summary["top_k"] == 3 and summary["mean_jaccard"] == pytest.approx(6 / 7)
+    profile = statistics.absolute_position_profile(table, max_position=2)
+    np.testing.assert_allclose(profile["jaccard"], [2 / 3, 1.0])  # position 0: rows 0, 4, 6
+
+
 def test_most_shifted_tokens():
     table = hand_table()
     tokens = statistics.most_shifted_tokens(table["token_id"], table["category"], top=5)
@@ -63,6 +116,7 @@ def test_results_cli_prints_tables_and_writes_plots(hand_analysis_dir, tmp_path,
     out = capsys.readouterr().out
     assert "hand_pair" in out and "second_pair" in out
     assert "42.9%" in out  # 3/7 shifted, pooled
+    assert "Jaccard@k" in out and "0.170" in out  # the weighted overlap of every hand-made position
     assert "<script>window.pwned=1</script>" in out  # the most shifted token, printed as text
     for name in ("tds_category_ratios.png", "tds_by_position.png", "tds_by_relative_position.png",
                  "tds_example_shift_ratios.png", "tds_results.json"):
