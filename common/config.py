@@ -264,8 +264,8 @@ def did_you_mean(name: str, candidates) -> str:
 # not an alias, so that every setting has one name. Shown only where the named field exists.
 TRL_NAMES = {
     "learning_rate": ("lr", "use lr"),
-    "loss_type": ("objective", 'use objective (TRL loss_type "sigmoid" is objective "dpo"; "ipo", "hinge", '
-                               '"robust", "nca_pair", "sppo_hard", "apo_zero", "bco_pair", "simpo" keep their names)'),
+    "loss_type": ("objective", 'use objective (TRL loss_type "sigmoid" is objective "dpo"; the other TRL pairwise '
+                               'loss types keep their names, e.g. "ipo", "exo_pair", "discopop"; docs/plans.md)'),
     "per_device_train_batch_size": ("micro_batch_size", "use micro_batch_size (examples per forward per "
                                                         "process) and batch_size (examples per optimizer step)"),
     "gradient_accumulation_steps": ("batch_size", "use batch_size (examples per optimizer step, global) and "
