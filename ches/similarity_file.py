@@ -56,11 +56,7 @@ def read_similarities(path: str | os.PathLike) -> dict[int, dict]:
         path = path / FILE_NAME
     if not path.is_file():
         raise DataError(f"{path}: preference similarity file not found (run python -m pref_similarity.compute)")
-    try:
-        lines = read_jsonl(path)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON in a line before the last ({e.msg}); recompute the "
-                        f"similarities") from None
+    lines = read_jsonl(path)  # a damaged line before the last is a DataError naming the file and line
     rows = {}
     for row in lines:
         if not isinstance(row, dict) or "index" not in row:

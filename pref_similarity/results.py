@@ -33,10 +33,8 @@ def _read(path: Path, reader):
     """`reader(path)`, with a missing or malformed file as a DataError naming it."""
     try:
         return reader(path)
-    except FileNotFoundError:
+    except FileNotFoundError:  # malformed JSON is the readers' own DataError naming the file and line
         raise DataError(f"{path}: not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
 
 
 def final_train_eval(run_dir: Path) -> dict:

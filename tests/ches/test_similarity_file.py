@@ -20,7 +20,7 @@ def test_round_trip_and_truncated_last_line(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('{"index": 0, "ches": 1}\nnot json\n{"index": 2, "ches": 1}\n', "invalid JSON in a line before the last"),
+    ('{"index": 0, "ches": 1}\nnot json\n{"index": 2, "ches": 1}\n', "line 2 is not JSON"),
     ('{"index": "a", "ches": 1}\n', "'index' must be an integer row number, got 'a'"),
     ('[1, 2]\n', "a row without 'index'"),
     ('{"ches": 1}\n', "a row without 'index'"),

@@ -72,7 +72,7 @@ def test_empty_directory_is_an_error(tmp_path, capsys):
 @pytest.mark.parametrize("damage, message", [
     (lambda run: (run / "metrics.jsonl").unlink(), "metrics.jsonl: not found"),
     (lambda run: (run / "metrics.jsonl").write_text('{"kind": "eval"\n{"kind": "eval"}\n'),
-     "metrics.jsonl: invalid JSON at line 1"),
+     "metrics.jsonl: line 1 is not JSON"),
     (lambda run: (run / "config.json").write_text('{"similarity_measure": '), "config.json: invalid JSON"),
     (lambda run: (run / "metrics.jsonl").write_text(
         '{"kind": "eval", "split": "train", "step": 2, "preferred_logprobs_change_mean": "x"}\n'),
