@@ -230,3 +230,40 @@ def test_make_strategy_names_and_errors(harmful):
     with pytest.raises(ConfigError, match="gradient_checkpointing"):
         make_strategy("vaccine", config(gradient_checkpointing=True))
     assert make_strategy("booster", TrainConfig(objective="cross_entropy"), harmful).lam == 5.0  # paper default
+
+
+TWO_PROCESS_SCRIPT = """
+import sys, torch
+from tests.harmful_ft.test_defenses import sft_examples, train
+from tests.conftest import random_llama
+from pathlib import Path
+out = Path(sys.argv[1])
+for defense in ("vaccine", "random_vaccine", "booster"):
+    model = train(random_llama(), sft_examples(0, 8), out / defense, defense, sft_examples(1, 4), max_steps=2, lr=0.1,
+                  micro_batch_size=1)
+    if torch.distributed.get_rank() == 0:
+        torch.save(model.state_dict(), out / f"{defense}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_step_of_one_big_batch(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    script = tmp_path / "two.py"
+    script.write_text(TWO_PROCESS_SCRIPT)
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script), str(tmp_path)], cwd=repo,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    for defense in ("vaccine", "random_vaccine", "booster"):
+        one = train(random_llama(), sft_examples(0, 8), tmp_path / f"one_{defense}", defense, sft_examples(1, 4),
+                    max_steps=2, lr=0.1)
+        two = torch.load(tmp_path / f"{defense}.pt")
+        for k, p in one.named_parameters():
+            torch.testing.assert_close(p.detach(), two[k], rtol=1e-5, atol=1e-6, msg=f"{defense} {k}")
