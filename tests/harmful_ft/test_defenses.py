@@ -267,3 +267,15 @@ def test_two_processes_give_the_step_of_one_big_batch(tmp_path):
         two = torch.load(tmp_path / f"{defense}.pt")
         for k, p in one.named_parameters():
             torch.testing.assert_close(p.detach(), two[k], rtol=1e-5, atol=1e-6, msg=f"{defense} {k}")
+
+
+@pytest.mark.parametrize("defense", ["vaccine", "booster"])
+def test_defenses_train_lora_adapters_only(aligned, harmful, tmp_path, defense):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(random_llama(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                      init_lora_weights=False))
+    before = params(model)
+    train(model, aligned, tmp_path, defense, harmful, lr=0.1)
+    for k, p in model.named_parameters():
+        assert torch.equal(p.detach(), before[k]) != p.requires_grad, k  # adapters moved, base weights did not
