@@ -10,7 +10,12 @@ world / batch_size scaling, DDP, clipping, the lr schedule, checkpoints, logging
   losses (the trainer sums them, scales and backpropagates), per-example metrics (averaged over the
   global batch in the step's train record, names in `metrics`), and the number of real tokens;
 - `needs_reference`: whether the trainer computes reference log-probs of the training set first;
-- `scores_sequences`: whether the trainer's preference evaluation (`eval_sets`) applies.
+- `scores_sequences`: whether the trainer's preference evaluation (`eval_sets`) applies;
+- `step_gradients(trainer, micro, scale, weight)`: how a step's gradient is formed. The default
+  backpropagates `losses` once per micro-batch (`trainer.backward_micro_batches`); a multi-pass
+  defense (Vaccine, Booster: harmful_ft/defenses.py) runs its extra forward/backward passes here and
+  leaves the parameters' `.grad` holding the step's gradient. The trainer then all-reduces the
+  returned sums, clips and steps the optimizer, whatever the strategy.
 
 `PreferenceStrategy` (the default) is the log-prob path of the preference losses and SFT
 (`SequenceLogProbs` + `make_loss`); `ClassificationStrategy` trains a sequence classifier.
@@ -46,6 +51,12 @@ class StepStrategy:
 
     def losses(self, trainer, indices: Sequence[int]) -> StepTerms:
         raise NotImplementedError
+
+    def step_gradients(self, trainer, micro: list[list[int]], scale: float, weight: float) -> Tensor:
+        """Fill the parameters' `.grad` with the gradient of the step whose micro-batches (this
+        process's share of the global batch) are `micro`; each example's loss counts `scale` times
+        (DDP then averages over processes); return `trainer.backward_micro_batches`' sums."""
+        return trainer.backward_micro_batches(micro, scale, weight)
 
 
 class PreferenceStrategy(StepStrategy):

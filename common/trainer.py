@@ -284,6 +284,21 @@ class Trainer:
         """Per-example losses and metrics of training examples `indices`, and the real tokens scored."""
         return self.strategy.losses(self, indices)
 
+    def backward_micro_batches(self, micro: list[list[int]], scale: float, weight: float = 1.0) -> torch.Tensor:
+        """Backpropagate the strategy's losses of each micro-batch times `scale` into the gradients
+        (DDP syncs on the last one); this process's sums of the loss, each metric and the tokens, times
+        `weight`."""
+        names = self.strategy.metrics
+        stats = torch.zeros(2 + len(names), device=self.device)
+        for j, chunk in enumerate(micro):
+            sync = j == len(micro) - 1
+            with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.module):
+                terms = self.loss_terms(chunk)
+                self.accelerator.backward(terms.losses.sum() * scale)
+            stats += weight * torch.stack([terms.losses.detach().sum(), *(terms.metrics[k].sum() for k in names),
+                                           terms.tokens.float()])
+        return stats
+
     def train_step(self, step: int) -> dict:
         """One optimizer step on global batch `step`; returns the step's train record."""
         indices = self.batch_indices(step)
@@ -293,14 +308,7 @@ class Trainer:
             micro, weight = [indices[:1]], 0.0
         scale = weight * self.world / len(indices)
         names = self.strategy.metrics
-        stats = torch.zeros(2 + len(names), device=self.device)  # sums of: loss, each metric, tokens
-        for j, chunk in enumerate(micro):
-            sync = j == len(micro) - 1
-            with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.module):
-                terms = self.loss_terms(chunk)
-                self.accelerator.backward(terms.losses.sum() * scale)
-            stats += weight * torch.stack([terms.losses.detach().sum(), *(terms.metrics[k].sum() for k in names),
-                                           terms.tokens.float()])
+        stats = self.strategy.step_gradients(self, micro, scale, weight)
         stats = self.accelerator.reduce(stats, reduction="sum")
         max_norm = self.config.max_grad_norm or float("inf")
         grad_norm = float(self.accelerator.clip_grad_norm_(self.params, max_norm))
