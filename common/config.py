@@ -111,6 +111,8 @@ class TrainConfig(RunConfig):
                                                       "non-reentrant checkpointing): less memory, same numbers")
     merge_lora: bool = option(False, help="with lora and save_model: save the full model with the adapters merged "
                                           "in, instead of the adapter alone (peft's format)")
+    fsdp: bool = option(False, help="shard weights, gradients and optimizer state over the processes (FSDP2, "
+                                    "each decoder layer a unit); launch with torchrun / accelerate launch")
 
     def validate(self) -> None:
         super().validate()
