@@ -133,6 +133,8 @@ class TrainConfig(RunConfig):
     discopop_tau: float = option(0.05, min=0, min_exclusive=True, help="DiscoPOP temperature (TRL's default)")
     sft_loss_type: str = option("sum", choices=["sum", "token_mean"],
                                 help="SFT term: summed NLL of y+ per example, or TRL's token mean over the batch")
+    fsdp: bool = option(False, help="shard weights, gradients and optimizer state over the processes (FSDP2, "
+                                    "each decoder layer a unit); launch with torchrun / accelerate launch")
 
     def validate(self) -> None:
         super().validate()

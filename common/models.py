@@ -177,18 +177,19 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def save_model(model, tokenizer, path: str | Path, *, merge_lora: bool = False) -> None:
+def save_model(model, tokenizer, path: str | Path, *, merge_lora: bool = False, state_dict=None) -> None:
     """Save a model + tokenizer as safetensors, atomically. A LoRA (peft) model is saved as peft does,
     its adapter (`adapter_config.json` + `adapter_model.safetensors`, loadable with
     `PeftModel.from_pretrained(base, path)`), unless `merge_lora`: then the full model with the adapters
-    merged in (in place: the model in memory is merged too; its outputs do not change)."""
+    merged in (in place: the model in memory is merged too; its outputs do not change). `state_dict`
+    replaces the model's own (the full weights gathered from an FSDP-sharded model)."""
     import shutil
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     if merge_lora and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     if path.exists():
         shutil.rmtree(path)

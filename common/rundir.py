@@ -52,8 +52,12 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 
 def fsync_tree(path: Path) -> None:
-    for file in path.iterdir():
-        with open(file, "rb+") as f:
+    """Make every file under `path` durable (an FSDP checkpoint keeps its shards in a subdirectory)."""
+    for entry in path.iterdir():
+        if entry.is_dir():
+            fsync_tree(entry)
+            continue
+        with open(entry, "rb+") as f:
             os.fsync(f.fileno())
     fsync_dir(path)
 

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from common import fsdp
 from common.config import TrainConfig, to_dict
 from common.data import PreferenceExample, collate_pairs
 from common.distributed import make_accelerator
@@ -38,6 +39,7 @@ from common.strategies import PreferenceStrategy, StepStrategy, StepTerms
 from common.tracking import Tracker, logger, read_json, write_json
 
 REFERENCE_FILE = "reference_logps.safetensors"
+SHARDED_DIR = "sharded"  # in a checkpoint under FSDP: torch.distributed.checkpoint's files
 TRAIN = "__train__"  # key of the training set's reference log-probs
 
 
@@ -133,19 +135,32 @@ class Trainer:
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
+        self.padding = 0  # zero-weight micro-batches of the current step (FSDP, see fsdp_padding)
 
-        if getattr(config, "device_map", None) and self.world > 1:
+        if getattr(config, "device_map", None) and (self.world > 1 or config.fsdp):
             raise TrainingError("device_map splits one model over the GPUs of ONE process; launch a single "
-                                "process (python -m ...), or drop device_map for data parallelism")
+                                "process (python -m ...), or drop device_map for data parallelism or fsdp")
+        if config.fsdp and type(self.strategy).step_gradients is not StepStrategy.step_gradients:
+            raise TrainingError(f"fsdp with the multi-pass strategy {type(self.strategy).__name__} is not "
+                                "supported yet (its extra passes do not pad FSDP's collectives); drop fsdp")
+        if config.fsdp and config.merge_lora:
+            raise TrainingError("merge_lora with fsdp: the sharded model cannot be merged in place; save the "
+                                "adapter (merge_lora false) and merge it afterwards with peft's merge_and_unload")
         disable_dropout(model)  # see the module docstring
         model.train()
         if config.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         self.model = model  # what is trained and saved; `module` is the strategy's wrapper, prepared
         self.trainable_parameters, self.total_parameters = count_parameters(model)
-        params = [p for p in model.parameters() if p.requires_grad]
+        module = self.strategy.wrap(model)
+        if config.fsdp:  # we shard (common/fsdp.py); accelerate only knows the processes
+            fsdp.shard(module, model, self.device, bf16=config.precision == "bf16")
+        params = [p for p in model.parameters() if p.requires_grad]  # after sharding: the shards
         optimizer = make_optimizer(config.optimizer, params, config.lr, config.weight_decay)
-        self.module, self.optimizer = self.accelerator.prepare(self.strategy.wrap(model), optimizer)
+        if config.fsdp:
+            self.module, self.optimizer = module, optimizer
+        else:
+            self.module, self.optimizer = self.accelerator.prepare(module, optimizer)
         self.params = params
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -243,8 +258,7 @@ class Trainer:
                 chosen, rejected = self.score_all(examples)
             results[name] = preference_metrics(chosen, rejected, ref_chosen, ref_rejected)
             self.log({"kind": "eval", "split": name, "step": step, **results[name]})
-        for callback in self.callbacks:
-            callback.on_evaluate(self, step)
+        self.run_callbacks("on_evaluate", step)
         return results
 
     # ------------------------------------------------------------------------------------------
@@ -252,6 +266,13 @@ class Trainer:
 
     def log(self, record: dict) -> None:
         self.tracker.log(record)
+
+    def run_callbacks(self, hook: str, *args) -> list:
+        """Every callback's `hook`; under FSDP with the full parameters gathered, as callbacks call
+        `self.model` (or its parts) directly."""
+        gathered = self.config.fsdp and self.callbacks
+        with fsdp.full_parameters(self.module) if gathered else contextlib.nullcontext():
+            return [getattr(callback, hook)(self, *args) for callback in self.callbacks]
 
     def log_setup(self) -> None:
         """One line (main process) on how the run is spread, and the parameter counts."""
@@ -276,9 +297,18 @@ class Trainer:
         return order[k * self.config.batch_size:(k + 1) * self.config.batch_size]
 
     def micro_batches(self, indices: list[int]) -> list[list[int]]:
+        """This process's micro-batches of the global batch `indices`, longest examples first."""
         mine = sorted(indices[self.rank::self.world], key=lambda i: self.train_set[i].length, reverse=True)
         size = self.config.micro_batch_size or max(len(mine), 1)
         return [mine[i:i + size] for i in range(0, len(mine), size)]
+
+    def fsdp_padding(self, indices: list[int], micro: list[list[int]]) -> int:
+        """Under FSDP every forward is a collective: how many zero-weight micro-batches this process adds
+        to run as many as the process with the largest share (0 without FSDP)."""
+        if not self.config.fsdp:
+            return 0
+        share = math.ceil(len(indices) / self.world)
+        return math.ceil(share / (self.config.micro_batch_size or share)) - len(micro)
 
     def loss_terms(self, indices: list[int]) -> StepTerms:
         """Per-example losses and metrics of training examples `indices`, and the real tokens scored."""
@@ -286,17 +316,18 @@ class Trainer:
 
     def backward_micro_batches(self, micro: list[list[int]], scale: float, weight: float = 1.0) -> torch.Tensor:
         """Backpropagate the strategy's losses of each micro-batch times `scale` into the gradients
-        (DDP syncs on the last one); this process's sums of the loss, each metric and the tokens, times
-        `weight`."""
+        (DDP syncs on the last one; FSDP on each, after the step's zero-weight padding micro-batches);
+        this process's sums of the loss, each metric and the tokens, times `weight`."""
         names = self.strategy.metrics
         stats = torch.zeros(2 + len(names), device=self.device)
-        for j, chunk in enumerate(micro):
-            sync = j == len(micro) - 1
+        chunks = [(chunk, 1.0) for chunk in micro] + [(micro[0][:1], 0.0)] * self.padding
+        for j, (chunk, w) in enumerate(chunks):
+            sync = j == len(chunks) - 1
             with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.module):
                 terms = self.loss_terms(chunk)
-                self.accelerator.backward(terms.losses.sum() * scale)
-            stats += weight * torch.stack([terms.losses.detach().sum(), *(terms.metrics[k].sum() for k in names),
-                                           terms.tokens.float()])
+                self.accelerator.backward(terms.losses.sum() * (scale * w))
+            stats += weight * w * torch.stack([terms.losses.detach().sum(), *(terms.metrics[k].sum() for k in names),
+                                               terms.tokens.float()])
         return stats
 
     def train_step(self, step: int) -> dict:
@@ -306,6 +337,7 @@ class Trainer:
         weight = 1.0
         if not micro:  # fewer examples than processes: join the collective with a zero-weight example
             micro, weight = [indices[:1]], 0.0
+        self.padding = self.fsdp_padding(indices, micro)  # read by backward_micro_batches
         scale = weight * self.world / len(indices)
         names = self.strategy.metrics
         stats = self.strategy.step_gradients(self, micro, scale, weight)
@@ -334,8 +366,7 @@ class Trainer:
         resumed = self.load_checkpoint()
         if not resumed:
             self.tracker.truncate_after(-1)  # a restart without a checkpoint starts its records afresh
-        for callback in self.callbacks:
-            callback.on_train_begin(self)
+        self.run_callbacks("on_train_begin")
         if not resumed:
             self.evaluate(0)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.is_main, desc=self.run_dir.name,
@@ -348,8 +379,8 @@ class Trainer:
             train_time += time.perf_counter() - t0
             tokens += record["tokens"]
             self.step += 1
-            for callback in self.callbacks:
-                record.update(callback.on_step_end(self, self.step) or {})
+            for extra in self.run_callbacks("on_step_end", self.step):
+                record.update(extra or {})
             self.log(record)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4g}")
@@ -365,30 +396,39 @@ class Trainer:
                    "train_tokens_per_second": tokens / train_time if train_time else None,
                    "wall_time_seconds": time.time() - started,
                    "trainable_parameters": self.trainable_parameters, "total_parameters": self.total_parameters}
-        for callback in self.callbacks:
-            summary.update(callback.on_train_end(self) or {})
+        for extra in self.run_callbacks("on_train_end"):
+            summary.update(extra or {})
         if cfg.save_model:
             self.accelerator.wait_for_everyone()
+            state = fsdp.full_state_dict(self.model) if cfg.fsdp else None  # a collective: every rank
             if self.is_main:
-                save_model(self.model, self.tokenizer, self.run_dir / "model", merge_lora=cfg.merge_lora)
+                save_model(self.model, self.tokenizer, self.run_dir / "model", merge_lora=cfg.merge_lora,
+                           state_dict=state)
         self.accelerator.wait_for_everyone()  # the checkpoint stays until summary.json is on disk (write_summary)
         self.tracker.finish()
         return summary
 
     # ------------------------------------------------------------------------------------------
-    # Checkpoints for resume: trainable weights (safetensors), optimizer state, step
+    # Checkpoints for resume: trainable weights (safetensors), optimizer state, step;
+    # under FSDP both sharded (torch.distributed.checkpoint, common/fsdp.py), the same rotation
 
     def save_checkpoint(self) -> None:
         from safetensors.torch import save_file
 
+        tmp = self.run_dir / f".{CHECKPOINT_DIR}.tmp"
         self.accelerator.wait_for_everyone()
         if self.is_main:
-            tmp = self.run_dir / f".{CHECKPOINT_DIR}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            trainable = {n: p.detach().contiguous().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
-            save_file(trainable, tmp / "trainable.safetensors")
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        if self.config.fsdp:
+            self.accelerator.wait_for_everyone()
+            fsdp.save_sharded(self.model, self.optimizer, tmp / SHARDED_DIR)
+        if self.is_main:
+            if not self.config.fsdp:
+                trainable = {n: p.detach().contiguous().cpu() for n, p in self.model.named_parameters()
+                             if p.requires_grad}
+                save_file(trainable, tmp / "trainable.safetensors")
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
             write_json(tmp / "trainer_state.json", {"step": self.step})
             install_checkpoint(tmp, self.run_dir)
         self.accelerator.wait_for_everyone()
@@ -400,17 +440,22 @@ class Trainer:
         candidates = checkpoint_candidates(self.run_dir)
         for path in candidates:
             try:
-                state = load_file(path / "trainable.safetensors")
-                optimizer_state = torch.load(path / "optimizer.pt", weights_only=True)
                 step = read_json(path / "trainer_state.json")["step"]
+                if self.config.fsdp:  # loads in place; missing or mismatched shards raise here
+                    fsdp.load_sharded(self.model, self.optimizer, path / SHARDED_DIR)
+                    state, optimizer_state = {}, None
+                else:
+                    state = load_file(path / "trainable.safetensors")
+                    optimizer_state = torch.load(path / "optimizer.pt", weights_only=True)
             except Exception as e:  # any missing or truncated file (each library raises its own type)
                 logger.warning(f"{path}: incomplete checkpoint ({type(e).__name__}: {e}); trying an older one")
                 continue
-            unexpected = self.model.load_state_dict(state, strict=False).unexpected_keys
+            unexpected = self.model.load_state_dict(state, strict=False).unexpected_keys if state else []
             if unexpected:
                 raise TrainingError(f"{path}: checkpoint does not match the model (unexpected {unexpected[0]!r}); "
                                     f"delete it to restart the run")
-            self.optimizer.load_state_dict(optimizer_state)
+            if optimizer_state is not None:
+                self.optimizer.load_state_dict(optimizer_state)
             self.step = step
             self.tracker.truncate_after(self.step)
             logger.info(f"resumed from {path} at step {self.step}")
@@ -418,6 +463,7 @@ class Trainer:
         if candidates:
             logger.warning(f"{self.run_dir}: no complete checkpoint; restarting the run from step 0")
         return False
+
 
 def train_examples(config: TrainConfig, run_dir: Path, model, tokenizer, train_set: Sequence[PreferenceExample], *,
                    eval_sets: Optional[dict] = None, callbacks: Sequence = ()) -> dict:
