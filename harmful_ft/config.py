@@ -170,3 +170,12 @@ class EvaluateConfig(AttackConfig, DataConfig):
         from common.registry import SCORERS
 
         SCORERS.check(self.judge)
+        judge_model = self.judge.get("model")
+        if isinstance(judge_model, str):  # a local judge path that does not exist fails before any stage runs
+            from common.errors import DataError
+            from common.models import check_model_source
+
+            try:
+                check_model_source(judge_model)
+            except DataError as e:
+                raise FieldError("judge", f"cannot load the judge: {e}") from None
