@@ -35,11 +35,13 @@ class DataConfig(TrainConfig):
     """Fields every stage shares: the data sources, the selection of the rows, the prompt format."""
 
     stage: str = option("align", help="the run's stage: align, finetune or evaluate (see module doc)")
-    data_sources: dict = option({}, help="dataset -> hub id or local file/dir, overriding the hub default "
-                                         "(harmful_ft/data.py: SOURCES), e.g. {\"sst2\": \"data_files/harmful_ft/sst2\"}")
+    data_sources: dict = option({}, help="dataset -> hub id or local file/dir, overriding the hub "
+                                         "default (harmful_ft/data.py: SOURCES), e.g. "
+                                         "{\"sst2\": \"data_files/harmful_ft/sst2\"}")
     data_seed: int = option(0, help="seeds the attack data draw; the same in every stage of a plan")
     safety_data: str = option("beavertails_safe", choices=list(SAFETY_DATA),
-                              help="alignment data: BeaverTails is_safe answers (Vaccine) or RepNoise refusals (Booster)")
+                              help="alignment data: BeaverTails is_safe answers (Vaccine) or RepNoise "
+                                   "refusals (Booster)")
     num_align: int = option(2000, min=1, help="alignment samples (Vaccine 2000, Booster 5000)")
     num_harmful_eval: int = option(0, min=0, help="harmful prompts of 30k_test for HS (the first ones, unsafe, "
                                                   "de-duplicated); 0 = the eval_protocol's")

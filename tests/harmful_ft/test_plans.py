@@ -24,7 +24,8 @@ def test_stages_name_each_other(name):
             assert str(Path(r.config.model).parent) in dirs, (r.origin, r.config.model)
         if r.config.stage == "evaluate" and Path(r.config.model).parent.name.startswith("finetune"):
             producer = next(x for x in runs if str(x.run_dir) == str(Path(r.config.model).parent))
-            assert (producer.config.task, producer.config.p, producer.config.n) == (r.config.task, r.config.p, r.config.n)
+            made, used = producer.config, r.config
+            assert (made.task, made.p, made.n) == (used.task, used.p, used.n)
 
 
 @pytest.mark.parametrize("name, align, finetune, protocol", [
