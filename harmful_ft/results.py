@@ -67,7 +67,7 @@ def cell(mean: Optional[float], sd: Optional[float]) -> str:
 
 def format_table(rows: list[dict]) -> str:
     header = ["model", "method", "task", "p", "n", "seeds", "HS", "FA substring", "FA strict", "FA (gsm8k)", "judge"]
-    body = [["aligned" if r["evaluated"] == "align" else r["evaluated"], r["defense"], r["task"] or "-",
+    body = [["aligned" if r["evaluated"] == "align" else r["evaluated"], r["defense"] or "-", r["task"] or "-",
              "-" if r["p"] is None else f"{r['p']:g}", "-" if r["n"] is None else r["n"], r["seeds"],
              *(cell(r[m], r[f"{m}_sd"]) for m in METRICS),
              r["judge"] + (" (stand-in)" if r["stand_in"] else "")] for r in rows]

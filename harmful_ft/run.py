@@ -158,7 +158,7 @@ def task_accuracy(task: str, samples: Sequence[Sample], outputs: Sequence[str]) 
 def run_evaluate(config: EvaluateConfig, run_dir: Path) -> dict:
     selection = select(config)
     producer = check_producer(config, selection)
-    evaluated = (producer or {}).get("stage", "model")
+    evaluated = (producer or {}).get("stage", "base")  # base: a model no harmful_ft run saved
     loaded = []
 
     def model_tokenizer():
@@ -192,7 +192,7 @@ def run_evaluate(config: EvaluateConfig, run_dir: Path) -> dict:
         name: 100.0 * sum(metrics.category_flags(c)[i] for c in categories) / len(categories)
         for i, name in enumerate(names)}
     attacked = evaluated == "finetune"
-    return {"stage": "evaluate", "evaluated": evaluated, "defense": config.defense,
+    return {"stage": "evaluate", "evaluated": evaluated, "defense": None if evaluated == "base" else config.defense,
             "task": config.task if attacked else None, "p": config.p if attacked else None,
             "n": config.n if attacked else None, "hs": metrics.harmful_score(scores), **fa,
             "judge": judge_name, "judge_offline_stand_in": judge_name in OFFLINE_STAND_INS,

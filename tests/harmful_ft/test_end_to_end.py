@@ -33,6 +33,8 @@ def runs(tiny_models, tmp_path_factory) -> Path:
 def test_alignment_saves_a_merged_model_that_refuses(runs):
     model_dir = runs / "align_sft_s0" / "model"
     assert (model_dir / "model.safetensors").is_file() and not (model_dir / "adapter_config.json").exists()
+    base = read_json(runs / "evaluate_base_s0" / "summary.json")
+    assert base["evaluated"] == "base" and base["hs"] <= 20.0  # tiny-chat refuses most harmful fixture prompts
     aligned = read_json(runs / "evaluate_aligned_sft_s0" / "summary.json")
     assert aligned["evaluated"] == "align" and aligned["hs"] <= 20.0  # refuses most harmful fixture prompts
 
@@ -66,7 +68,8 @@ def test_results_table_and_csv(runs, capsys):
     out = capsys.readouterr().out
     assert "keyword_refusal (stand-in)" in out and "aligned" in out
     rows = list(csv.DictReader(open(runs / "harmful_ft_results.csv")))
-    assert [(r["evaluated"], r["p"]) for r in rows] == [("align", ""), ("finetune", "0.0"), ("finetune", "0.2")]
+    assert [(r["evaluated"], r["p"]) for r in rows] == [("align", ""), ("base", ""), ("finetune", "0.0"),
+                                                      ("finetune", "0.2")]
 
 
 def bad_run(tmp_path, capsys, base: dict, *extra) -> str:
@@ -88,7 +91,7 @@ def test_bad_input_is_one_line_and_leaves_earlier_stages_intact(runs, tmp_path, 
     assert "unknown task 'mnli'" in bad_run(tmp_path, capsys, {**finetune, "task": "mnli"})
     assert "[0, 1]" in bad_run(tmp_path, capsys, {**finetune, "p": 1.5})
     assert "harmful pool" in bad_run(tmp_path, capsys, {**finetune, "p": 1.0, "n": 100})
-    evaluate = {**plan["configurations"][3]["base_config"], "outputs_dir": str(runs), "p": 0.2,
+    evaluate = {**plan["configurations"][4]["base_config"], "outputs_dir": str(runs), "p": 0.2,
                 "model": str(runs / "finetune_sft_sst2_p0.2_n60_s0" / "model"), "experiment_name": "bad_judge",
                 "judge": {"type": "beaver_dam", "model": str(tmp_path / "no_judge")}}
     assert "cannot load the judge" in bad_run(tmp_path, capsys, evaluate)
