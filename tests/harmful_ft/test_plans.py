@@ -19,8 +19,10 @@ def expand(name):
 def test_stages_name_each_other(name):
     runs = expand(name)
     dirs = {str(r.run_dir) for r in runs}
+    outside = [r for r in runs if not r.config.model.startswith(r.config.outputs_dir)]  # hub or base models
+    assert all(r.config.stage == "align" or r.run_dir.name == "evaluate_base_s0" for r in outside)
     for r in runs:
-        if r.config.stage != "align":
+        if r.config.stage != "align" and r.config.model.startswith(r.config.outputs_dir):  # not the base model
             assert str(Path(r.config.model).parent) in dirs, (r.origin, r.config.model)
         if r.config.stage == "evaluate" and Path(r.config.model).parent.name.startswith("finetune"):
             producer = next(x for x in runs if str(x.run_dir) == str(Path(r.config.model).parent))
