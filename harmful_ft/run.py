@@ -89,7 +89,7 @@ def run_align(config: AlignConfig, run_dir: Path) -> dict:
 
 def run_finetune(config: FinetuneConfig, run_dir: Path) -> dict:
     selection = select(config)
-    check_producer(config, selection)
+    check_producer(config)
     counts = {"num_harmful": len(selection.attack_harmful), "num_benign": len(selection.attack_benign)}
     if counts["num_harmful"] != config.num_harmful() or sum(counts.values()) != config.n:
         raise AssertionError(f"user data counts {counts} do not match p={config.p}, n={config.n}")
@@ -102,7 +102,7 @@ def run_finetune(config: FinetuneConfig, run_dir: Path) -> dict:
             "align_sha": prompts_sha(selection.align)}
 
 
-def check_producer(config: DataConfig, selection: Selection) -> Optional[dict]:
+def check_producer(config: DataConfig) -> Optional[dict]:
     """The config of the harmful_ft run that saved `config.model` (None for another model), after checking
     that the fields naming its data and attack agree with this run's."""
     path = Path(config.model).parent / "config.json"
@@ -157,7 +157,7 @@ def task_accuracy(task: str, samples: Sequence[Sample], outputs: Sequence[str]) 
 
 def run_evaluate(config: EvaluateConfig, run_dir: Path) -> dict:
     selection = select(config)
-    producer = check_producer(config, selection)
+    producer = check_producer(config)
     evaluated = (producer or {}).get("stage", "base")  # base: a model no harmful_ft run saved
     loaded = []
 
