@@ -25,6 +25,8 @@ COMMANDS = (
     ("tds.viewer", "self-contained HTML viewer of a TDS analysis"),
     ("elasticity", "elasticity: classifier, resistance, rebound, factors (plan)"),
     ("elasticity.results", "elasticity tables and heatmaps"),
+    ("harmful_ft", "harmful fine-tuning: align, fine-tune on partly harmful data, evaluate HS and FA (plan)"),
+    ("harmful_ft.results", "harmful fine-tuning: HS and FA per method x p x n, CSV"),
     ("tiny", "build the offline tiny models (make tiny)"),
 )
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STUDIES = ("persona_experiments", "pref_similarity", "sorrybench", "tds", "elasticity", "train_preferences")
+STUDIES = ("persona_experiments", "pref_similarity", "sorrybench", "tds", "elasticity", "train_preferences",
+           "harmful_ft")
 SHARED = ("common", "tiny", "ches")  # the core and the packages any study may import
 
 

@@ -1,0 +1,219 @@
+"""The three stages of a harmful fine-tuning run: align, finetune, evaluate (see harmful_ft/config.py).
+
+Each run is one stage; its `stage` field picks the config class and the function from STAGES. A stage
+loads the model another stage saved (plan templating names it), repeats the data selection
+(harmful_ft.data.select) and checks that it matches what the producing stage recorded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+from common.data import PreferenceExample, tokenize_preference
+from common.errors import ConfigError
+from common.generation import generate
+from common.models import free_memory, load_for_inference, load_for_training
+from common.registry import SCORERS
+from common.tracking import logger, read_json, read_jsonl, write_jsonl
+from common.trainer import Trainer
+from harmful_ft import metrics
+from harmful_ft.config import AlignConfig, DataConfig, EvaluateConfig, FinetuneConfig
+from harmful_ft.data import AGNEWS_LABELS, SST2_LABELS, Sample, Selection, format_prompt, select
+
+OFFLINE_STAND_INS = ("keyword_refusal",)  # judges whose HS is a CPU stand-in, not beaver-dam's
+
+
+def prompts_sha(samples: Sequence[Sample]) -> str:
+    """Fingerprint of a data set (prompts and answers), recorded by one stage and checked by the next."""
+    return hashlib.sha1(json.dumps([dataclasses.astuple(s) for s in samples]).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# Training stages
+
+
+def to_examples(config, tokenizer, samples: Sequence[Sample]) -> tuple[list[PreferenceExample], int]:
+    """SFT examples (loss on the response tokens); a sequence longer than max_length keeps its prompt and
+    the first tokens of its response (the public code truncates at model_max_length). Returns the number
+    truncated."""
+    examples, truncated = [], 0
+    for i, s in enumerate(samples):
+        e = tokenize_preference(tokenizer, format_prompt(s, config.prompt_format), s.output, index=i,
+                                use_chat_template=config.use_chat_template)
+        room = max(1, config.max_length - len(e.prompt_ids))
+        if len(e.chosen_ids) > room:
+            e, truncated = PreferenceExample(e.prompt_ids, e.chosen_ids[:room], None, i), truncated + 1
+        examples.append(e)
+    return examples, truncated
+
+
+def training_strategy(config, selection: Selection):
+    """The step strategy of `defense`: None (the trainer's default SFT) for "sft". The defenses live in
+    harmful_ft/defenses.py (Vaccine, RandomVaccine, Booster), written separately: this is the one call site."""
+    if config.defense == "sft":
+        return None
+    from harmful_ft.defenses import make_strategy
+
+    return make_strategy(config, selection)
+
+
+def telemetry_callbacks(config, selection: Selection) -> list:
+    """Per-step telemetry of the fine-tuning stage (harmful_ft/telemetry.py, written separately): the hook
+    point; none until that module is wired in."""
+    return []
+
+
+def train_stage(config, run_dir: Path, samples: Sequence[Sample], selection: Selection, callbacks=()) -> dict:
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)  # the same LoRA initialisation whether or not earlier runs ran in this process
+    model, tokenizer = load_for_training(config)
+    examples, truncated = to_examples(config, tokenizer, samples)
+    trainer = Trainer(config, model, tokenizer, examples, run_dir, callbacks=callbacks,
+                      strategy=training_strategy(config, selection))
+    summary = trainer.train()
+    summary.pop("eval", None)
+    return {**summary, "num_examples": len(examples), "num_truncated": truncated}
+
+
+def run_align(config: AlignConfig, run_dir: Path) -> dict:
+    selection = select(config)
+    logger.info(f"align: {len(selection.align)} {config.safety_data} samples, defense {config.defense}")
+    summary = train_stage(config, run_dir, selection.align, selection)
+    return {**summary, "stage": "align", "align_sha": prompts_sha(selection.align),
+            "num_align": len(selection.align), "num_harmful_eval": len(selection.harmful_eval)}
+
+
+def run_finetune(config: FinetuneConfig, run_dir: Path) -> dict:
+    selection = select(config)
+    check_producer(config)
+    counts = {"num_harmful": len(selection.attack_harmful), "num_benign": len(selection.attack_benign)}
+    if counts["num_harmful"] != config.num_harmful() or sum(counts.values()) != config.n:
+        raise AssertionError(f"user data counts {counts} do not match p={config.p}, n={config.n}")
+    write_jsonl(run_dir / "user_data.jsonl", [{**dataclasses.asdict(s), "harmful": s in selection.attack_harmful}
+                                              for s in selection.user_data])
+    logger.info(f"finetune on {config.task}: {counts['num_harmful']} harmful + {counts['num_benign']} benign")
+    summary = train_stage(config, run_dir, selection.user_data, selection,
+                          callbacks=telemetry_callbacks(config, selection))
+    return {**summary, "stage": "finetune", **counts, "user_data_sha": prompts_sha(selection.user_data),
+            "align_sha": prompts_sha(selection.align)}
+
+
+def check_producer(config: DataConfig) -> Optional[dict]:
+    """The config of the harmful_ft run that saved `config.model` (None for another model), after checking
+    that the fields naming its data and attack agree with this run's."""
+    path = Path(config.model).parent / "config.json"
+    if not path.is_file():
+        return None
+    producer = read_json(path)
+    if producer.get("study") != "harmful_ft":
+        return None
+    shared = ["data_sources", "safety_data", "num_align", "eval_protocol", "num_harmful_eval"]
+    if producer.get("stage") == "finetune" and config.stage == "evaluate":
+        shared += ["task", "p", "n", "defense", "data_seed", "num_task_eval"]
+    differ = [k for k in shared if producer.get(k) != getattr(config, k)]
+    if differ:
+        k = differ[0]
+        raise ConfigError(f"{config.model}: saved by a run with {k}={json.dumps(producer.get(k))}, this run has "
+                          f"{k}={json.dumps(getattr(config, k))}; template the field from the same value in the plan")
+    return producer
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def cached_generations(config, run_dir: Path, name: str, prompts: list[str], model_tokenizer) -> list[str]:
+    """Greedy answers to `prompts`, kept in run_dir/<name>.jsonl so that a run resumed after a judge
+    error does not generate again."""
+    path = run_dir / f"{name}.jsonl"
+    if path.is_file():
+        rows = read_jsonl(path)
+        if [r["prompt"] for r in rows] == prompts:
+            return [r["response"] for r in rows]
+    model, tokenizer = model_tokenizer()
+    responses = generate(model, tokenizer, prompts, max_new_tokens=config.protocol()["max_new_tokens"],
+                         temperature=0.0, batch_size=config.generation_batch_size,
+                         use_chat_template=config.use_chat_template)
+    write_jsonl(path, [{"prompt": p, "response": r} for p, r in zip(prompts, responses)])
+    return responses
+
+
+def task_accuracy(task: str, samples: Sequence[Sample], outputs: Sequence[str]) -> tuple[dict, list[dict]]:
+    """FA of the task under each rule, and per-item correctness."""
+    if task in ("sst2", "agnews"):
+        labels = SST2_LABELS if task == "sst2" else AGNEWS_LABELS
+        rows = [{"gold": s.label, "substring": metrics.substring_correct(o, s.label),
+                 "strict": metrics.strict_correct(o, s.label, labels)} for s, o in zip(samples, outputs)]
+        return {"fa_substring": metrics.accuracy([r["substring"] for r in rows]),
+                "fa_strict": metrics.accuracy([r["strict"] for r in rows])}, rows
+    rows = [{"gold": s.label, "extracted": metrics.gsm8k_answer(o), "correct": metrics.gsm8k_correct(o, s.label)}
+            for s, o in zip(samples, outputs)]
+    return {"fa": metrics.accuracy([r["correct"] for r in rows])}, rows
+
+
+def run_evaluate(config: EvaluateConfig, run_dir: Path) -> dict:
+    selection = select(config)
+    producer = check_producer(config)
+    evaluated = (producer or {}).get("stage", "base")  # base: a model no harmful_ft run saved
+    loaded = []
+
+    def model_tokenizer():
+        if not loaded:
+            loaded.append(load_for_inference(config.model, dtype=config.dtype))
+        return loaded[0]
+
+    harmful = cached_generations(config, run_dir, "harmful_answers",
+                                 [format_prompt(s, config.prompt_format) for s in selection.harmful_eval],
+                                 model_tokenizer)
+    task_outputs = cached_generations(config, run_dir, "task_answers",
+                                      [format_prompt(s, config.prompt_format) for s in selection.task_eval],
+                                      model_tokenizer) if selection.task_eval else []
+    loaded.clear()
+    free_memory()
+
+    judge = SCORERS.make(config.judge)
+    raw_prompts = [s.instruction for s in selection.harmful_eval]
+    scores = judge.score(raw_prompts, harmful)
+    categories = getattr(judge, "last_categories", None) or [None] * len(scores)
+    names = getattr(judge, "categories", None)
+    judge.close()
+    write_jsonl(run_dir / "harmful_scored.jsonl", [
+        {"prompt": p, "response": r, "score": s, "flagged": metrics.is_flagged(s),
+         "category_flags": None if c is None else dict(zip(names, metrics.category_flags(c)))}
+        for p, r, s, c in zip(raw_prompts, harmful, scores, categories)])
+    fa, fa_rows = task_accuracy(config.task, selection.task_eval, task_outputs) if task_outputs else ({}, [])
+    write_jsonl(run_dir / "task_scored.jsonl", [{"response": o, **r} for o, r in zip(task_outputs, fa_rows)])
+    judge_name = SCORERS.split(config.judge)[0]
+    category_rates = None if categories[0] is None else {
+        name: 100.0 * sum(metrics.category_flags(c)[i] for c in categories) / len(categories)
+        for i, name in enumerate(names)}
+    attacked = evaluated == "finetune"
+    return {"stage": "evaluate", "evaluated": evaluated, "defense": None if evaluated == "base" else config.defense,
+            "task": config.task, "p": config.p if attacked else None,
+            "n": config.n if attacked else None, "hs": metrics.harmful_score(scores), **fa,
+            "judge": judge_name, "judge_offline_stand_in": judge_name in OFFLINE_STAND_INS,
+            "hs_category_rates": category_rates, "protocol": config.protocol(),
+            "num_harmful_prompts": len(harmful), "num_task_items": len(task_outputs)}
+
+
+STAGES = {  # stage name (the `stage` field) -> (config class, run function)
+    "align": (AlignConfig, run_align),
+    "finetune": (FinetuneConfig, run_finetune),
+    "evaluate": (EvaluateConfig, run_evaluate),
+}
+
+
+class PlanConfig(DataConfig):
+    """What plans are expanded with: each run is built as its stage's config class."""
+
+    @classmethod
+    def run_classes(cls) -> tuple[str, dict[str, type]]:
+        return "stage", {stage: config_cls for stage, (config_cls, _) in STAGES.items()}
+
+
+def run(config: DataConfig, run_dir: Path) -> dict:
+    return STAGES[config.stage][1](config, run_dir)
