@@ -23,7 +23,6 @@ TASKS = ("sst2", "agnews", "gsm8k", "alpaca")
 SAFETY_DATA = ("beavertails_safe", "repnoise_refusal")
 # Evaluation protocols: (harmful prompts, task test items, max new tokens); decoding is greedy.
 PROTOCOLS = {"vaccine": (500, 500, 128), "booster": (1000, 1000, 512)}
-DEFENSES_WITHOUT_MODULE = ("sft",)  # the trainer's default strategy; others come from harmful_ft.defenses
 
 
 def stage_option(name: str):
@@ -58,8 +57,8 @@ class DataConfig(TrainConfig):
     # SFT (the public code: AdamW, loss on response tokens only)
     objective: str = option("cross_entropy", help="the study trains with cross_entropy (SFT) only")
     optimizer: str = option("adamw", choices=["rmsprop", "adam", "adamw", "sgd"])
-    defense: str = option("sft", help="training strategy: sft (the trainer's default) or a defense of "
-                                      "harmful_ft.defenses (when that module is installed)")
+    defense: str = option("sft", help="alignment-stage defense (harmful_ft.defenses.DEFENSES): sft, vaccine, "
+                                      "random_vaccine or booster; later stages name it for the model path")
 
     def validate(self) -> None:
         super().validate()
@@ -89,16 +88,11 @@ class DataConfig(TrainConfig):
 
 
 def check_defense(name: str) -> None:
-    if name in DEFENSES_WITHOUT_MODULE:
-        return
-    try:
-        from harmful_ft.defenses import DEFENSES  # noqa: F401  (the other half of the study)
-    except ImportError:
-        raise FieldError("defense", f"{name!r} needs harmful_ft/defenses.py, which is not installed; "
-                                    f"use \"sft\"") from None
+    from harmful_ft.defenses import DEFENSES
+
     if name not in DEFENSES:
         raise FieldError("defense", f"unknown defense {name!r}{did_you_mean(name, DEFENSES)}; "
-                                    f"choose one of sft, {', '.join(DEFENSES)}")
+                                    f"choose one of {', '.join(DEFENSES)}")
 
 
 @dataclass
@@ -110,6 +104,12 @@ class AlignConfig(DataConfig):
     num_epochs: float = option(50, min=0, min_exclusive=True)
     save_model: bool = option(True, help="the aligned model is what the next stage loads")
     merge_lora: bool = option(True, help="with lora: save the full model with the adapter merged in (alpha/r)")
+    # The defenses' strengths (harmful_ft/defenses.py; the papers' values)
+    vaccine_rho: float = option(2.0, min=0.0, help="Vaccine / RandomVaccine: global norm of the perturbation")
+    vaccine_site: str = option("attention", choices=["attention", "layer"],
+                               help="Vaccine perturbs each layer's attention output (the public code) or its output")
+    booster_lambda: float = option(5.0, min=0.0, help="Booster: weight of the harmful-loss-reduction term")
+    booster_alpha: float = option(0.1, min=0.0, help="Booster: step size of the inner harmful step")
 
     def validate(self) -> None:
         super().validate()
@@ -149,6 +149,9 @@ class FinetuneConfig(AttackConfig, DataConfig):
     num_epochs: float = option(20, min=0, min_exclusive=True)
     save_model: bool = option(True, help="the fine-tuned model is what the evaluate stage loads")
     merge_lora: bool = option(True, help="with lora: save the full model with the adapter merged in (alpha/r)")
+    telemetry_every: int = option(10, min=0, help="log harmful/benign loss, refusal log-prob and embedding drift "
+                                                  "every N steps (and at the last); 0 = off")
+    telemetry_examples: int = option(16, min=1, help="held-out examples per telemetry set")
 
     def validate(self) -> None:
         super().validate()

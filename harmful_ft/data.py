@@ -201,3 +201,10 @@ def select(config) -> Selection:
                                    f"{config.task} {test_split} items", "lower num_task_eval")
     return selection
 
+
+def booster_harmful_set(config, selection: Selection) -> list[Sample]:
+    """Booster's harmful data during alignment: the first `num_align` distinct unsafe 30k_train prompts
+    (with their harmful answers) that are neither evaluation nor alignment prompts."""
+    taken = {format_prompt(s, "plain") for s in selection.harmful_eval + selection.align}
+    pool = distinct_prompts(beavertails(config, "30k_train", safe=False), taken)
+    return pool[:config.num_align]

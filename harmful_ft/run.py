@@ -21,7 +21,7 @@ from common.tracking import logger, read_json, read_jsonl, write_jsonl
 from common.trainer import Trainer
 from harmful_ft import metrics
 from harmful_ft.config import AlignConfig, DataConfig, EvaluateConfig, FinetuneConfig
-from harmful_ft.data import AGNEWS_LABELS, SST2_LABELS, Sample, Selection, format_prompt, select
+from harmful_ft.data import AGNEWS_LABELS, SST2_LABELS, Sample, Selection, booster_harmful_set, format_prompt, select
 
 OFFLINE_STAND_INS = ("keyword_refusal",)  # judges whose HS is a CPU stand-in, not beaver-dam's
 
@@ -50,30 +50,45 @@ def to_examples(config, tokenizer, samples: Sequence[Sample]) -> tuple[list[Pref
     return examples, truncated
 
 
-def training_strategy(config, selection: Selection):
-    """The step strategy of `defense`: None (the trainer's default SFT) for "sft". The defenses live in
-    harmful_ft/defenses.py (Vaccine, RandomVaccine, Booster), written separately: this is the one call site."""
-    if config.defense == "sft":
+def training_strategy(config, selection: Selection, tokenizer):
+    """The alignment stage's step strategy for `defense` (harmful_ft/defenses.py); None (the trainer's
+    default SFT) for "sft" and for the later stages, whose `defense` only names the aligned model.
+    Booster's harmful set: the first `num_align` distinct unsafe 30k_train prompts with their harmful
+    answers, outside the evaluation and alignment prompts."""
+    if config.stage != "align" or config.defense == "sft":
         return None
     from harmful_ft.defenses import make_strategy
 
-    return make_strategy(config, selection)
+    harmful = None
+    if config.defense == "booster":
+        harmful, _ = to_examples(config, tokenizer, booster_harmful_set(config, selection))
+    return make_strategy(config.defense, config, harmful)
 
 
-def telemetry_callbacks(config, selection: Selection) -> list:
-    """Per-step telemetry of the fine-tuning stage (harmful_ft/telemetry.py, written separately): the hook
-    point; none until that module is wired in."""
-    return []
+def telemetry_callbacks(config, selection: Selection, tokenizer) -> list:
+    """The fine-tuning stage's per-step telemetry (harmful_ft/telemetry.py) on small held-out sets: the
+    harmful evaluation prompts with BeaverTails' harmful answers, the task's test items, the alignment
+    answers (refusal log-prob) and the alignment prompts (embedding drift)."""
+    if config.stage != "finetune" or not config.telemetry_every:
+        return []
+    from harmful_ft.telemetry import Telemetry
+
+    k = config.telemetry_examples
+
+    def examples(samples):
+        return to_examples(config, tokenizer, samples[:k])[0]
+
+    return [Telemetry(examples(selection.harmful_eval), examples(selection.task_eval or selection.attack_benign),
+                      refusals=examples(selection.align), alignment=examples(selection.align),
+                      every=config.telemetry_every)]
 
 
-def train_stage(config, run_dir: Path, samples: Sequence[Sample], selection: Selection, callbacks=()) -> dict:
-    from accelerate.utils import set_seed
-
-    set_seed(config.seed)  # the same LoRA initialisation whether or not earlier runs ran in this process
-    model, tokenizer = load_for_training(config)
+def train_stage(config, run_dir: Path, samples: Sequence[Sample], selection: Selection) -> dict:
+    model, tokenizer = load_for_training(config)  # the plan runner has seeded the run from config.seed
     examples, truncated = to_examples(config, tokenizer, samples)
-    trainer = Trainer(config, model, tokenizer, examples, run_dir, callbacks=callbacks,
-                      strategy=training_strategy(config, selection))
+    trainer = Trainer(config, model, tokenizer, examples, run_dir,
+                      callbacks=telemetry_callbacks(config, selection, tokenizer),
+                      strategy=training_strategy(config, selection, tokenizer))
     summary = trainer.train()
     summary.pop("eval", None)
     return {**summary, "num_examples": len(examples), "num_truncated": truncated}
@@ -96,8 +111,7 @@ def run_finetune(config: FinetuneConfig, run_dir: Path) -> dict:
     write_jsonl(run_dir / "user_data.jsonl", [{**dataclasses.asdict(s), "harmful": s in selection.attack_harmful}
                                               for s in selection.user_data])
     logger.info(f"finetune on {config.task}: {counts['num_harmful']} harmful + {counts['num_benign']} benign")
-    summary = train_stage(config, run_dir, selection.user_data, selection,
-                          callbacks=telemetry_callbacks(config, selection))
+    summary = train_stage(config, run_dir, selection.user_data, selection)
     return {**summary, "stage": "finetune", **counts, "user_data_sha": prompts_sha(selection.user_data),
             "align_sha": prompts_sha(selection.align)}
 

@@ -99,3 +99,26 @@ def test_bad_input_is_one_line_and_leaves_earlier_stages_intact(runs, tmp_path, 
                                                   "judge": {"type": "keyword_refusal"}})
     assert (runs / "align_sft_s0" / "summary.json").read_text() == before
     assert (runs / "align_sft_s0" / "model" / "model.safetensors").is_file()
+
+
+def test_the_finetune_stage_logs_telemetry(runs):
+    records = [r for r in read_jsonl(runs / "finetune_sft_sst2_p0.2_n60_s0" / "metrics.jsonl")
+               if r["kind"] == "telemetry"]
+    assert records and records[0]["step"] == 0
+    last = records[-1]
+    assert {"harmful_loss", "benign_loss", "refusal_logprob", "embedding_drift"} <= set(last)
+    assert last["embedding_drift"] > 0 == records[0]["embedding_drift"]  # drift from the aligned model
+
+
+@pytest.mark.parametrize("defense", ["vaccine", "random_vaccine", "booster"])
+def test_each_defense_runs_the_alignment_stage(tiny_models, tmp_path, defense):
+    """The plan's align run with a defense (2 steps): it trains through the defense's strategy."""
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        cli.main(["--plan_config_path", str(PLAN), "--only", "0", "--set", f"outputs_dir={tmp_path}",
+                  "--set", f"defense={defense}", "--set", "max_steps=2"])
+    finally:
+        os.chdir(cwd)
+    summary = read_json(tmp_path / f"align_{defense}_s0" / "summary.json")
+    assert summary["steps"] == 2 and summary["train"]["grad_norm"] > 0
