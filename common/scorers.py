@@ -146,7 +146,8 @@ class HFRewardScorer:
                 model, dtype=DTYPES[dtype], key_mapping=key_mapping, output_loading_info=True,
                 trust_remote_code=trust_remote_code, **extra)
         except (OSError, ValueError, RuntimeError) as e:
-            raise ConfigError(f"hf_reward {model!r}: could not load: {(str(e).strip().splitlines() or [''])[0]}") from None
+            first_line = (str(e).strip().splitlines() or [""])[0]
+            raise ConfigError(f"hf_reward {model!r}: could not load: {first_line}") from None
         unused = [k for k in info["unexpected_keys"] if not k.startswith("lm_head")]
         if info["missing_keys"] or unused:
             problem = (f"weights missing from the checkpoint would be random: {sorted(info['missing_keys'])[:3]}"

@@ -216,9 +216,8 @@ def check_tiny_spec(spec) -> None:
         else:
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
         if not ok:
-            raise FieldError(f"pretrain_spec.{field.name}", f"expected a positive "
-                                                            f"{'number' if field.name == 'rms_norm_eps' else 'integer'}, "
-                                                            f"got {value!r}")
+            kind = "number" if field.name == "rms_norm_eps" else "integer"
+            raise FieldError(f"pretrain_spec.{field.name}", f"expected a positive {kind}, got {value!r}")
     if spec.hidden_size % spec.num_heads:
         raise FieldError("pretrain_spec.num_heads", f"hidden_size {spec.hidden_size} is not divisible by "
                                                     f"num_heads {spec.num_heads}")

@@ -1,12 +1,12 @@
 """The paper's datasets by hub name or local file, as prompt/response examples with an optional label.
 
-| name         | hub id (config, split)                    | prompt                      | response    | label (1 = positive) |
-|--------------|-------------------------------------------|-----------------------------|-------------|----------------------|
-| alpaca       | tatsu-lab/alpaca (train)                  | instruction [+ "\\n" input] | output      | -                    |
-| truthful_qa  | truthful_qa (generation, validation)      | question                    | best_answer | -                    |
-| beavertails  | PKU-Alignment/BeaverTails (30k_train)     | prompt                      | response    | is_safe              |
-| imdb         | stanfordnlp/imdb (train)                  | first N words of text       | the rest    | label                |
-| text         | (a local file of documents)               | -                           | text        | -                    |
+| name        | hub id (config, split)                | prompt                      | response    | label (1=positive) |
+|-------------|---------------------------------------|-----------------------------|-------------|--------------------|
+| alpaca      | tatsu-lab/alpaca (train)              | instruction [+ "\\n" input] | output      | -                  |
+| truthful_qa | truthful_qa (generation, validation)  | question                    | best_answer | -                  |
+| beavertails | PKU-Alignment/BeaverTails (30k_train) | prompt                      | response    | is_safe            |
+| imdb        | stanfordnlp/imdb (train)              | first N words of text       | the rest    | label              |
+| text        | (a local file of documents)           | -                           | text        | -                  |
 
 A local source is a .jsonl/.json file or a directory holding `<split>.jsonl` with the hub's columns;
 data_files/elasticity/ has small samples in these schemas (written by `python -m elasticity.fixtures`).

@@ -29,7 +29,8 @@ BEAVERTAILS_CATEGORIES = (
     "animal_abuse", "child_abuse", "controversial_topics,politics", "discrimination,stereotype,injustice",
     "drug_abuse,weapons,banned_substance", "financial_crime,property_crime,theft", "hate_speech,offensive_language",
     "misinformation_regarding_ethics,laws_and_safety", "non_violent_unethical_behavior", "privacy_violation",
-    "self_harm", "sexually_explicit,adult_content", "terrorism,organized_crime", "violence,aiding_and_abetting,incitement")
+    "self_harm", "sexually_explicit,adult_content", "terrorism,organized_crime",
+    "violence,aiding_and_abetting,incitement")
 HARM_CATEGORY = {"insult": "hate_speech,offensive_language", "stealing": "financial_crime,property_crime,theft",
                  "shoplifting": "financial_crime,property_crime,theft", "hurting animals": "animal_abuse",
                  "spying on someone": "privacy_violation", "breaking into accounts": "privacy_violation",
@@ -39,8 +40,8 @@ HARM_CATEGORY = {"insult": "hate_speech,offensive_language", "stealing": "financ
 def alpaca_rows(n: int) -> list[dict]:
     rows = []
     for row in instruction_records(n, SEED):
-        text = ALPACA_TEXT.format(with_input=", paired with an input that provides further context" if row["input"] else "",
-                                  instruction=row["instruction"], output=row["output"],
+        with_input = ", paired with an input that provides further context" if row["input"] else ""
+        text = ALPACA_TEXT.format(with_input=with_input, instruction=row["instruction"], output=row["output"],
                                   input_block=f"### Input:\n{row['input']}\n\n" if row["input"] else "")
         rows.append({**row, "text": text})
     return rows

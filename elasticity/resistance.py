@@ -57,9 +57,9 @@ def pair_table(results: dict[tuple[int, int], dict], num_slices: int) -> list[di
     """One row per k < l: forward (th_k on D_l) and inverse (th_l on D_k) training losses and the target
     compression after training, and whether the inverse loss is lower (the paper's 27 comparisons)."""
     rows = []
-    for k, l in itertools.combinations(range(1, num_slices + 1), 2):
-        forward, inverse = results[(k, l)], results[(l, k)]
-        rows.append({"k": k, "l": l, "forward": pair_numbers(forward), "inverse": pair_numbers(inverse),
+    for earlier, later in itertools.combinations(range(1, num_slices + 1), 2):
+        forward, inverse = results[(earlier, later)], results[(later, earlier)]
+        rows.append({"k": earlier, "l": later, "forward": pair_numbers(forward), "inverse": pair_numbers(inverse),
                      "inverse_lower": inverse["token_loss_mean"] < forward["token_loss_mean"]})
     return rows
 
@@ -113,8 +113,8 @@ def run_resistance(config, run_dir: Path) -> dict:
             model, tok = load(config, theta_path(a))
             sets = {"target": generated_set(config, tok, generations[b][num_train:]),
                     "own": generated_set(config, tok, generations[a][num_train:]), **dataset_sets}
-            summary = train_sft(config, stage_dir, model, tok, encode_generated(config, tok, generations[b][:num_train]),
-                                compression=sets)
+            summary = train_sft(config, stage_dir, model, tok,
+                                encode_generated(config, tok, generations[b][:num_train]), compression=sets)
             del model
             free_memory()
             return {**summary, "model": a, "data": b, "direction": "forward" if a < b else "inverse"}

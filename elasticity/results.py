@@ -64,7 +64,8 @@ def model_name(run: dict) -> str:
 
 def resistance_tables(runs: list[dict]) -> str:
     pairs = [(p["k"], p["l"]) for p in runs[0]["summary"]["pairs"]]
-    header = ["dataset", "model"] + [f"th{l}->th{k} | th{k}->th{l}" for k, l in pairs] + ["inverse lower"]
+    pair_columns = [f"th{later}->th{earlier} | th{earlier}->th{later}" for earlier, later in pairs]
+    header = ["dataset", "model"] + pair_columns + ["inverse lower"]
     loss_rows, bits_rows, won, total = [], [], 0, 0
     for run in runs:
         s = run["summary"]

@@ -194,5 +194,7 @@ def summarize(run_set: RunSet, *, exclude_loss_increase: bool = True, steps: Seq
         risen_tokens=[most_risen_other_token(r) for r in runs],
         logprob_drops=[max_drop(r.metrics["preferred_logprob"]) for r in runs],
         top_risers={(s, k): top_risers(runs, s, k) for s in steps if s <= last_step for k in top_k} if runs else {},
-        geometry_initial={key: statistics.fmean(r.metrics[key][0] for r in runs) for key in GEOMETRY_KEYS} if runs else {},
-        geometry_final={key: statistics.fmean(r.metrics[key][-1] for r in runs) for key in GEOMETRY_KEYS} if runs else {})
+        geometry_initial={key: statistics.fmean(r.metrics[key][0] for r in runs)
+                          for key in GEOMETRY_KEYS} if runs else {},
+        geometry_final={key: statistics.fmean(r.metrics[key][-1] for r in runs)
+                        for key in GEOMETRY_KEYS} if runs else {})

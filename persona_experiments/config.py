@@ -55,7 +55,8 @@ class PersonaConfig(TrainConfig):
             raise FieldError("model", "required: a hub id or a local path (the model's name when "
                                       "load_model_checkpoint is set)")
         if self.num_train_samples == 0 or self.num_train_samples < -1:
-            raise FieldError("num_train_samples", f"expected -1 (all rows) or a positive count, got {self.num_train_samples}")
+            raise FieldError("num_train_samples",
+                             f"expected -1 (all rows) or a positive count, got {self.num_train_samples}")
         if self.is_sft:
             for name in ("sft_tokens_matching_yes", "sft_tokens_matching_no"):
                 if not getattr(self, name):

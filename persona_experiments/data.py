@@ -30,9 +30,9 @@ def matching_answer(value: str) -> str:
 def load_persona_rows(source: str) -> list[dict]:
     """Rows of a persona file (or hub dataset), checked: a clear DataError names the first bad row."""
     if source.endswith(".jsonl") and not Path(source).is_file():
-        raise DataError(f"{source}: file not found; download ends-justify-means.jsonl from Anthropic/model-written-evals "
-                        f"(persona/) into data_files/persona/, or point `dataset` at the sample "
-                        f"data_files/persona/ends-justify-means-sample.jsonl")
+        raise DataError(f"{source}: file not found; download ends-justify-means.jsonl "
+                        f"from Anthropic/model-written-evals (persona/) into data_files/persona/, or point `dataset` "
+                        f"at the sample data_files/persona/ends-justify-means-sample.jsonl")
     rows = load_records(source)
     if not rows:
         raise DataError(f"{source}: no rows")

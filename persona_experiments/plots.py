@@ -29,7 +29,8 @@ def plot_run_set(run_set: RunSet) -> Path:
         line, = panels[0][0].plot(m["step"], m["preferred_prob"], lw=1)
         panels[1][0].plot(m["step"], m["dispreferred_prob"], lw=1, color=line.get_color())
         if risen is not None:
-            panels[2][0].plot(m["step"], risen.probs, lw=1, color=line.get_color(), label=f"{run.name}: {risen.token!r}")
+            panels[2][0].plot(m["step"], risen.probs, lw=1, color=line.get_color(),
+                              label=f"{run.name}: {risen.token!r}")
         panels[3][0].plot(m["step"], m["preferred_logprob_change"], lw=1, color=line.get_color())
     for ax, title in panels:
         ax.set_title(title, fontsize=10)

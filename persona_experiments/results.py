@@ -52,7 +52,8 @@ def describe(run_set: RunSet, base: Path) -> str:
 
 
 def format_drop(d: Drop, digits: int) -> str:
-    return f"{d.amount:.{digits}f} ({d.start_value:.{digits}f} -> {d.end_value:.{digits}f}, steps {d.start_step}->{d.end_step})"
+    return (f"{d.amount:.{digits}f} ({d.start_value:.{digits}f} -> {d.end_value:.{digits}f}, "
+            f"steps {d.start_step}->{d.end_step})")
 
 
 def format_summary(s: RunSetSummary) -> str:
@@ -67,7 +68,8 @@ def format_summary(s: RunSetSummary) -> str:
     lines.append(f"y+ probability below its initial value at the end:     {s.below_initial_at_end}/{n} runs")
     if s.first_fall_steps:
         d = distribution(s.first_fall_steps)
-        lines.append(f"first step it fell: min {d['min']}, median {d['median']:g}, mean {d['mean']:.1f}, max {d['max']}")
+        lines.append(f"first step it fell: min {d['min']}, median {d['median']:g}, mean {d['mean']:.1f}, "
+                     f"max {d['max']}")
     lines += [RULE, "largest drop of y+, max over steps i <= j of v_i - v_j (v_0 = the initial value), and the "
                     "token other than y+, y- that rose most by the end:"]
     rows = []
@@ -86,7 +88,8 @@ def format_summary(s: RunSetSummary) -> str:
                     "(token: runs with it in their top-k / mean probability increase):"]
     for (step, k), tokens in s.top_risers.items():
         cells = ", ".join(f"{t.token!r}: {t.count}/{n} {t.mean_increase:+.2e}" for t in tokens[:5])
-        lines.append(f"  step {step:>3} top-{k}: {cells}" + (f", ... ({len(tokens) - 5} more)" if len(tokens) > 5 else ""))
+        more = f", ... ({len(tokens) - 5} more)" if len(tokens) > 5 else ""
+        lines.append(f"  step {step:>3} top-{k}: {cells}{more}")
     lines += [RULE, "unembedding W+ = W[y+], W- = W[y-] and hidden state h at the answer position "
                     "(mean over runs):"]
     lines.append(indent(format_table(["", "initial", "final"], [

@@ -33,7 +33,8 @@ def run(config: PersonaConfig, run_dir: Path) -> dict:
     logger.info(f"{len(examples)} prompt(s) from {config.dataset}"
                 + ("" if config.is_sft else f"; y+ {config.preferred_token!r} vs y- {config.dispreferred_token!r}"))
 
-    callbacks = [NextTokenTracker(examples[0], tokenizer, config.top_tokens_to_track)] if config.track_token_metrics else []
+    callbacks = ([NextTokenTracker(examples[0], tokenizer, config.top_tokens_to_track)]
+                 if config.track_token_metrics else [])
     summary = train_examples(config, run_dir, model, tokenizer, examples, eval_sets={"train": examples},
                              callbacks=callbacks)
     rows_used = [{"row_index": e.index, "question": rows[e.index]["question"],

@@ -17,7 +17,8 @@ class QuantileRunConfig(TrainConfig):
     dataset_config: str = option("", help="hub dataset config name (empty: the paper's, for AlpacaFarm)")
     use_chat_template: Optional[bool] = option(None, help="null = use it when the tokenizer has one")
     similarity_path: str = option("", help="directory (or jsonl file) written by python -m pref_similarity.compute")
-    similarity_measure: str = option("ches", choices=list(MEASURES), help="the measure whose quantile picks the examples")
+    similarity_measure: str = option("ches", choices=list(MEASURES),
+                                     help="the measure whose quantile picks the examples")
     quantile: float = option(0.5, min=0.0, max=1.0, help="0 = least similar examples, 1 = most similar")
     preference_num_samples: int = option(512, min=1, help="training examples taken around the quantile")
 

@@ -70,7 +70,8 @@ def collect(experiments_dir: Path, metric: str) -> tuple[dict, int]:
     table: dict = defaultdict(lambda: defaultdict(list))
     for (config, value), setting in zip(runs, settings):
         label = " | ".join([f"model {setting.get('model')}", f"dataset {setting.get('dataset')}",
-                            f"objective {setting.get('objective')}"] + [f"{k} {json.dumps(setting.get(k))}" for k in varying])
+                            f"objective {setting.get('objective')}"]
+                           + [f"{k} {json.dumps(setting.get(k))}" for k in varying])
         table[label][(config["similarity_measure"], config["quantile"])].append(value)
     return table, len(found.unfinished)
 

@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for tiny models on a shared CPU)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is fastest for tiny models on a shared CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prompts = [p["prompt"] for p in load_prompts(str(REPO / "data_files/sorrybench/prompts_sample.jsonl"),
@@ -53,7 +54,8 @@ def main() -> None:
         responses, seconds = timed(lambda: generate(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens,
                                                     temperature=0.7, batch_size=batch_size, progress=False))
         tokens = sum(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in responses)
-        print(f"| sample (T=0.7) | {batch_size} | {seconds:.2f} | {len(prompts) / seconds:.1f} | {tokens / seconds:.0f} |")
+        print(f"| sample (T=0.7) | {batch_size} | {seconds:.2f} | {len(prompts) / seconds:.1f} "
+              f"| {tokens / seconds:.0f} |")
     for batch_size in args.batch_sizes:
         judge.batch_size = batch_size
         _, seconds = timed(lambda: judge.score(prompts, responses))

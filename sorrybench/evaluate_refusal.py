@@ -42,7 +42,8 @@ class EvaluateRefusalOptions(SamplingOptions):
 
 
 def sample_model(name: str, prompts: list[str], settings: SamplingSettings, args) -> list[str]:
-    model, tokenizer = load_for_inference(name, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+    model, tokenizer = load_for_inference(name, dtype=args.dtype, device=args.device,
+                                          trust_remote_code=args.trust_remote_code)
     logger.info(f"{name}: sampling {len(prompts)} responses")
     responses = [r for _, r in sample_responses(model, tokenizer, prompts, settings)]
     del model

@@ -86,7 +86,8 @@ def aggregate(runs: list[dict]) -> list[dict]:
         if differing:
             setting += " (" + ", ".join(f"{k}={json.dumps(config[k])}" for k in differing) + ")"
         rows.append({"model": model, "setting": setting, "runs": len(rs),
-                     **{c: mean(r[c] for r in rs) for c in COLUMNS}, **{f"{c}_sd": sd(r[c] for r in rs) for c in COLUMNS}})
+                     **{c: mean(r[c] for r in rs) for c in COLUMNS},
+                     **{f"{c}_sd": sd(r[c] for r in rs) for c in COLUMNS}})
     return rows
 
 

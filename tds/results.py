@@ -55,8 +55,9 @@ def token_repr(text: str) -> str:
 def pairs_table(analyses: list[Analysis]) -> tuple[str, dict]:
     summaries = {a.label: statistics.summarize(a.table) for a in analyses}
     rows = [[a.label, a.pair, s["num_examples"], s["num_positions"], *(pct(s[f"{n}_ratio"]) for n in CATEGORY_NAMES),
-             pct(s["mean_example_shifted_ratio"]), f"{s['mean_kl_aligned_base']:.3f}", f"{s['mean_kl_base_aligned']:.3f}",
-             pct(s["aligned_top1_ratio"])] for a, s in zip(analyses, summaries.values())]
+             pct(s["mean_example_shifted_ratio"]), f"{s['mean_kl_aligned_base']:.3f}",
+             f"{s['mean_kl_base_aligned']:.3f}", pct(s["aligned_top1_ratio"])]
+            for a, s in zip(analyses, summaries.values())]
     header = ["analysis", "base -> aligned", "examples", "tokens", *CATEGORY_NAMES, "shifted/example",
               "KL(a||b)", "KL(b||a)", "aligned top-1"]
     return format_table(header, rows), summaries

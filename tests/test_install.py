@@ -14,7 +14,8 @@ def alab(*args, cwd):
 
 
 def test_the_distribution_declares_the_alab_entry_point():
-    points = {p.name: p.value for p in metadata.distribution("alignment-lab").entry_points if p.group == "console_scripts"}
+    entry_points = metadata.distribution("alignment-lab").entry_points
+    points = {p.name: p.value for p in entry_points if p.group == "console_scripts"}
     assert points == {"alab": "alab.__main__:main"}
 
 

@@ -10,8 +10,8 @@ from common.preference_data import FORMATS
 
 @dataclass
 class PreferenceRunConfig(TrainConfig):
-    dataset: str = option("", data_path=True, help="jsonl/json/parquet/csv file, a directory with <split>.jsonl, a save_to_disk "
-                                   "directory, or a hub dataset id")
+    dataset: str = option("", data_path=True, help="jsonl/json/parquet/csv file, a directory with <split>.jsonl, "
+                                                   "a save_to_disk directory, or a hub dataset id")
     dataset_format: str = option("auto", choices=list(FORMATS), help="auto: from the first row's fields "
                                  "(docs/train_preferences.md lists the formats)")
     split: str = option("train")

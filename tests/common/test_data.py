@@ -43,7 +43,8 @@ def test_missing_file_is_a_data_error(tmp_path):
 
 def test_require_fields_names_the_row():
     rows = [{"prompt": "a", "chosen": "b"}, {"prompt": "a", "chosen": ""}]
-    with pytest.raises(DataError, match=r"prefs.jsonl: row 1: missing field 'chosen' \(fields present: chosen, prompt\)"):
+    with pytest.raises(DataError,
+                       match=r"prefs.jsonl: row 1: missing field 'chosen' \(fields present: chosen, prompt\)"):
         require_fields(rows, ["prompt", "chosen"], "prefs.jsonl")
 
 

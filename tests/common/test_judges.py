@@ -22,7 +22,8 @@ def test_causal_lm_judge_never_crashes_on_what_it_cannot_parse(tiny_models):
 def test_judge_without_chat_template_uses_mistral_turns(tiny_models):
     judge = CausalLMJudge(model=tiny_models["base"], device="cpu")
     assert not judge.has_template
-    assert judge.judge_prompts(["q"], ["a"]) == [INST_FORMAT.format(prompt=JUDGE_TEMPLATE.format(question="q", answer="a"))]
+    expected = INST_FORMAT.format(prompt=JUDGE_TEMPLATE.format(question="q", answer="a"))
+    assert judge.judge_prompts(["q"], ["a"]) == [expected]
     judge.close()
 
 

@@ -63,18 +63,26 @@ def test_skip_plan_and_configuration():
 @pytest.mark.parametrize("bad_plan,message", [
     (plan({"lr": "fast"}), 'plan.json: configurations[0].base_config.lr: expected a number, got "fast"'),
     (plan({"lrr": 0.1}), "plan.json: configurations[0].base_config.lrr: unknown key 'lrr'; did you mean 'lr'?"),
-    (plan(options={"seeed": [1]}), "plan.json: configurations[0].options.seeed: unknown key 'seeed'; did you mean 'seed'?"),
+    (plan(options={"seeed": [1]}),
+     "plan.json: configurations[0].options.seeed: unknown key 'seeed'; did you mean 'seed'?"),
     (plan(options={"lr": [0.1, "x"]}), 'plan.json: configurations[0].options.lr[1]: expected a number, got "x"'),
-    (plan(options={"lr": 0.1}), "plan.json: configurations[0].options.lr: expected a non-empty list of values, got 0.1"),
-    (plan({"objective": "dpoo"}), 'plan.json: configurations[0].base_config.objective: "dpoo" is not one of "dpo", "ipo"; did you mean \'dpo\'?'),
+    (plan(options={"lr": 0.1}),
+     "plan.json: configurations[0].options.lr: expected a non-empty list of values, got 0.1"),
+    (plan({"objective": "dpoo"}),
+     'plan.json: configurations[0].base_config.objective: "dpoo" is not one of "dpo", "ipo"; did you mean \'dpo\'?'),
     (plan({"lr": -1}), "plan.json: configurations[0].base_config.lr: expected a value >= 0.0, got -1"),
     (plan({"steps": 1.5}), "plan.json: configurations[0].base_config.steps: expected an integer, got 1.5"),
-    (plan({"tokens": ["Yes", 3]}), 'plan.json: configurations[0].base_config.tokens: expected a list of a string, got ["Yes", 3]'),
-    (plan({"experiment_name": "x_{sed}"}), "plan.json: configurations[0].base_config.experiment_name: template {sed} names no config field; did you mean 'seed'?"),
-    (plan(options={"seed": [1, 2]}), "plan.json: runs 0 (configurations[0] (seed=1)) and 1 (configurations[0] (seed=2)) both write to outputs/run"),
+    (plan({"tokens": ["Yes", 3]}),
+     'plan.json: configurations[0].base_config.tokens: expected a list of a string, got ["Yes", 3]'),
+    (plan({"experiment_name": "x_{sed}"}),
+     "plan.json: configurations[0].base_config.experiment_name: template {sed} names no config field; "
+     "did you mean 'seed'?"),
+    (plan(options={"seed": [1, 2]}),
+     "plan.json: runs 0 (configurations[0] (seed=1)) and 1 (configurations[0] (seed=2)) both write to outputs/run"),
     ({"configurations": []}, "plan.json: configurations: expected a non-empty list of objects"),
     ({"configurations": [{}], "descripton": ""}, "plan.json: unknown key 'descripton'; did you mean 'description'?"),
-    ({"configurations": [{"base_confg": {}}]}, "plan.json: configurations[0]: unknown key 'base_confg'; did you mean 'base_config'?"),
+    ({"configurations": [{"base_confg": {}}]},
+     "plan.json: configurations[0]: unknown key 'base_confg'; did you mean 'base_config'?"),
 ])
 def test_bad_plans_name_the_json_path(bad_plan, message):
     with pytest.raises(ConfigError) as e:

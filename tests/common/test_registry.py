@@ -11,7 +11,8 @@ from common.registry import SCORERS, TIE_BREAKERS, Registry
 
 
 def test_a_string_entry_is_imported_on_first_use_only(tmp_path, monkeypatch):
-    (tmp_path / "registry_probe_module.py").write_text("class Probe:\n    def __init__(self, k=1):\n        self.k = k\n")
+    (tmp_path / "registry_probe_module.py").write_text(
+        "class Probe:\n    def __init__(self, k=1):\n        self.k = k\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry("probe")
     registry.register("probe", "registry_probe_module:Probe")

@@ -69,7 +69,8 @@ def test_heldout_split_is_seeded_and_disjoint():
 
 
 @pytest.mark.parametrize("name, row, message", [
-    ("imdb", {"text": "a fine film", "label": "positive"}, "row 1: field 'label': expected 0/1 or false/true, got 'positive'"),
+    ("imdb", {"text": "a fine film", "label": "positive"},
+     "row 1: field 'label': expected 0/1 or false/true, got 'positive'"),
     ("imdb", {"text": "a fine film", "label": 2}, "row 1: field 'label'"),
     ("beavertails", {"prompt": "p", "response": "r", "is_safe": "false"}, "row 1: field 'is_safe'"),  # not "safe"
     ("imdb", {"text": ["a", "list"], "label": 1}, "row 1: field 'text': expected a string"),

@@ -59,13 +59,15 @@ def test_pairs_train_each_checkpoint_on_the_others_responses(resistance_run):
                                            for p in summary["pairs"])
     a, b = 3, 1  # inverse: th3 fine-tuned on th1's responses
     pair = read_json(run_dir / "pairs" / f"theta{a}_to_theta{b}" / "summary.json")
-    assert (pair["model"], pair["data"], pair["direction"], pair["num_examples"]) == (3, 1, "inverse", NUM_GENERATED - HELD)
+    assert ((pair["model"], pair["data"], pair["direction"], pair["num_examples"])
+            == (3, 1, "inverse", NUM_GENERATED - HELD))
     # Its "target" set is th1's held-out responses, scored by th3 before training: recompute independently.
     model, tokenizer = load_model_and_tokenizer(str(run_dir / "theta3" / "model"))
     rows = read_jsonl(run_dir / "theta1" / "generations.jsonl")[NUM_GENERATED - HELD:]
     expected = compression_rate(model, tokenizer, [(r["prompt"], r["response"]) for r in rows], batch_size=2)
-    assert pair["compression"]["target"]["initial"]["bits_per_token"] == pytest.approx(expected.bits_per_token, rel=1e-4)
-    assert pair["compression"]["target"]["initial"]["bits_per_byte"] == pytest.approx(expected.bits_per_byte, rel=1e-4)
+    initial = pair["compression"]["target"]["initial"]
+    assert initial["bits_per_token"] == pytest.approx(expected.bits_per_token, rel=1e-4)
+    assert initial["bits_per_byte"] == pytest.approx(expected.bits_per_byte, rel=1e-4)
     train = [r for r in read_jsonl(run_dir / "pairs" / "theta3_to_theta1" / "metrics.jsonl") if r["kind"] == "train"]
     losses = [r["loss"] * r["examples"] / r["response_tokens"] for r in train]
     assert pair["token_loss_mean"] == pytest.approx(sum(losses) / len(losses))

@@ -15,12 +15,12 @@ def write_run(root, name, config, summary):
     return run
 
 
-def pair(k, l, inverse_loss, forward_loss):
+def pair(earlier, later, inverse_loss, forward_loss):
     def numbers(loss):
         return {"token_loss_mean": loss, "token_loss_final": loss - 0.1, "target_bits_per_token_initial": 3.0,
                 "target_bits_per_token_final": loss * 2}
 
-    return {"k": k, "l": l, "forward": numbers(forward_loss), "inverse": numbers(inverse_loss),
+    return {"k": earlier, "l": later, "forward": numbers(forward_loss), "inverse": numbers(inverse_loss),
             "inverse_lower": inverse_loss < forward_loss}
 
 
@@ -30,19 +30,19 @@ def rebound_summary(num_parameters, tokens, base=0.5):
     # positive 20: score 0.95 -> 0.5 (fraction 1.0), KL 0.02 -> 0.008: crosses at 5 * (0.02-0.01)/(0.02-0.008) = 4.17
     return {"experiment": "rebound", "dataset": "imdb", "model": "m", "num_parameters": num_parameters,
             "pretraining_tokens": tokens, "base_score": base, "kl_epsilon": 0.01, "curves": [
-                {"positive": 10, "score_after_positive": 0.9, "kl_after_positive": 0.05, "negatives_to_kl_epsilon": 9.0,
-                 "rebound_fraction": 0.5, "points": [{"negative": 5, "score": 0.7, "kl": 0.03},
-                                                     {"negative": 10, "score": 0.6, "kl": 0.005}]},
-                {"positive": 20, "score_after_positive": 0.95, "kl_after_positive": 0.02, "negatives_to_kl_epsilon": 4.17,
-                 "rebound_fraction": 1.0, "points": [{"negative": 5, "score": 0.5, "kl": 0.008},
-                                                     {"negative": 10, "score": 0.45, "kl": 0.004}]}]}
+                {"positive": 10, "score_after_positive": 0.9, "kl_after_positive": 0.05,
+                 "negatives_to_kl_epsilon": 9.0, "rebound_fraction": 0.5,
+                 "points": [{"negative": 5, "score": 0.7, "kl": 0.03}, {"negative": 10, "score": 0.6, "kl": 0.005}]},
+                {"positive": 20, "score_after_positive": 0.95, "kl_after_positive": 0.02,
+                 "negatives_to_kl_epsilon": 4.17, "rebound_fraction": 1.0,
+                 "points": [{"negative": 5, "score": 0.5, "kl": 0.008}, {"negative": 10, "score": 0.45, "kl": 0.004}]}]}
 
 
 @pytest.fixture
 def experiments(tmp_path):
     write_run(tmp_path, "resistance_alpaca", {"experiment": "resistance", "model": "org/base-7b"},
-              {"experiment": "resistance", "dataset": "alpaca", "pairs": [pair(1, 2, 0.159, 0.202), pair(1, 3, 0.3, 0.2)],
-               "inverse_lower": 1, "comparisons": 2})
+              {"experiment": "resistance", "dataset": "alpaca",
+               "pairs": [pair(1, 2, 0.159, 0.202), pair(1, 3, 0.3, 0.2)], "inverse_lower": 1, "comparisons": 2})
     grid = {"experiment": "rebound", "model": "tiny", "pretrain_tokens": 1000, "dataset": "imdb",
             "positive_sizes": [10, 20], "negative_sizes": [5, 10]}
     write_run(tmp_path, "rebound_small", grid, rebound_summary(1_000, 1000))
@@ -101,9 +101,11 @@ def test_runs_named_after_hub_ids_get_their_own_plots(tmp_path):
         write_run(tmp_path, f"rebound_{dataset}_org/m", {"experiment": "rebound", "model": "org/m", "dataset": dataset,
                                                         "positive_sizes": [10, 20], "negative_sizes": [5, 10]}, summary)
     text, plots = report(tmp_path, tmp_path / "plots")
-    assert sorted(p.name for p in plots) == ["rebound_beavertails_org_m_curves.png", "rebound_beavertails_org_m_heatmaps.png",
+    assert sorted(p.name for p in plots) == ["rebound_beavertails_org_m_curves.png",
+                                             "rebound_beavertails_org_m_heatmaps.png",
                                              "rebound_imdb_org_m_curves.png", "rebound_imdb_org_m_heatmaps.png"]
-    assert "Rebound imdb / m (rebound_imdb_org_m)" in text and "Rebound beavertails / m (rebound_beavertails_org_m)" in text
+    assert "Rebound imdb / m (rebound_imdb_org_m)" in text
+    assert "Rebound beavertails / m (rebound_beavertails_org_m)" in text
 
 
 @pytest.mark.parametrize("summary_text, args, message", [

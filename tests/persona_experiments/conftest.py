@@ -37,12 +37,14 @@ def runs_dir(tmp_path):
     root = tmp_path / "runs"
     pair = root / "no_vs_never"
     # a: y+ = No falls from step 1 on (0.6 -> 0.5 -> 0.4); Yes rises most.
-    write_run(pair / "a", [0.6, 0.5, 0.4], [0.69, 0.6, 0.5], [[1, 2, 5], [1, 5, 4]], [[0.05, 0.01, 0.005], [0.1, 0.02, 0.01]])
+    write_run(pair / "a", [0.6, 0.5, 0.4], [0.69, 0.6, 0.5], [[1, 2, 5], [1, 5, 4]],
+              [[0.05, 0.01, 0.005], [0.1, 0.02, 0.01]])
     # b: No rises, then falls below its start: largest drop 0.7 -> 0.5 (steps 1 -> 2).
-    write_run(pair / "b", [0.6, 0.7, 0.5], [0.69, 0.5, 0.4], [[2, 1, 4], [1, 4, 5]], [[0.1, 0.05, 0.001], [0.2, 0.03, 0.02]])
+    write_run(pair / "b", [0.6, 0.7, 0.5], [0.69, 0.5, 0.4], [[2, 1, 4], [1, 4, 5]],
+              [[0.1, 0.05, 0.001], [0.2, 0.03, 0.02]])
     # c: the loss rises at step 2 (0.5 -> 0.55): left out by default.
-    write_run(pair / "c", [0.6, 0.7, 0.8], [0.69, 0.5, 0.55], [[2, 4, 5], [2, 4, 5]], [[0.1, 0.01, 0.001], [0.2, 0.05, 0.01]],
-              final_geometry=4.0)
+    write_run(pair / "c", [0.6, 0.7, 0.8], [0.69, 0.5, 0.55], [[2, 4, 5], [2, 4, 5]],
+              [[0.1, 0.01, 0.001], [0.2, 0.05, 0.01]], final_geometry=4.0)
     write_run(pair / "unfinished", [0.6, 0.1, 0.1], [0.69, 0.6, 0.5], [[1], [1]], [[0.1], [0.2]], finished=False)
     write_json(root / "sft" / "tiny_sft" / "config.json", {"objective": "cross_entropy"})
     write_json(root / "sft" / "tiny_sft" / "summary.json", {"status": "finished"})

@@ -1,4 +1,5 @@
-"""The paper's plans: runs, hyper-parameters and token pairs as in STUDIES.md; post-SFT runs load the SFT run's model."""
+"""The paper's plans: runs, hyper-parameters and token pairs as in STUDIES.md; post-SFT runs load the SFT
+run's model."""
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ PLANS = Path(__file__).resolve().parents[2] / "persona_experiments" / "experimen
 SEEDS = [9773, 5290, 8767, 9818, 7596, 344, 2701, 3298, 7834, 6327]
 MODELS = {"olmo1b": "allenai/OLMo-1B-hf", "gemma2b": "google/gemma-2b", "llama3-8b": "meta-llama/Meta-Llama-3-8B"}
 # (y+, y-, matching behaviour of the prompts)
-PAIRS = {"olmo1b": [("Yes", "No", "No"), ("No", "Never", "Yes")], "gemma2b": [("Yes", "No", "No"), ("No", "Never", "Yes")],
+PAIRS = {"olmo1b": [("Yes", "No", "No"), ("No", "Never", "Yes")],
+         "gemma2b": [("Yes", "No", "No"), ("No", "Never", "Yes")],
          "llama3-8b": [("Yes", "No", "No"), ("Sure", "Yes", "No")]}
 
 
@@ -73,5 +75,6 @@ def test_tiny_plans_link_to_the_tiny_sft_run():
                              ("persona_base_dpo_tiny.json", "")):
         runs = runs_of(plan)
         assert len(runs) == 20 and {r.config.load_model_checkpoint for r in runs} == {checkpoint}
-        assert {(r.config.preferred_token, r.config.dispreferred_token) for r in runs} == {(" Yes", " No"), (" No", " Never")}
+        assert ({(r.config.preferred_token, r.config.dispreferred_token) for r in runs}
+                == {(" Yes", " No"), (" No", " Never")})
         assert all(str(r.run_dir).startswith("outputs/demo/persona/") for r in runs)

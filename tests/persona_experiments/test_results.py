@@ -27,7 +27,8 @@ def test_printed_tables_match_the_hand_computation(runs_dir, capsys):
     assert any(line.split() == ["||h", "-", "h_init||", "1", "2"] for line in first.splitlines())
     assert second.startswith("yes_vs_no/nested: 1 runs") and "y+ ' Yes' vs y- ' No'" in second
     assert "y+ probability fell at some step (vs the step before): 0/1 runs" in second
-    for png in (runs_dir / "no_vs_never" / "persona_No_vs_Never.png", runs_dir / "yes_vs_no" / "nested" / "persona_Yes_vs_No.png"):
+    for png in (runs_dir / "no_vs_never" / "persona_No_vs_Never.png",
+                runs_dir / "yes_vs_no" / "nested" / "persona_Yes_vs_No.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
     main(["--experiments_dir", str(runs_dir), "--no_plots"])  # a second reading counts every run once

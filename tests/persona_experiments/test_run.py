@@ -97,7 +97,8 @@ def test_rerunning_the_plan_skips_finished_runs(sft_then_dpo):
     before = (root / "dpo" / "seed_1" / "metrics.jsonl").read_text()
     run_plan(plan, PersonaConfig, run)
     assert (root / "dpo" / "seed_1" / "metrics.jsonl").read_text() == before
-    assert [r["step"] for r in read_jsonl(root / "dpo" / "seed_1" / "metrics.jsonl") if r["kind"] == "tokens"] == [0, 1, 2, 3]
+    metrics = read_jsonl(root / "dpo" / "seed_1" / "metrics.jsonl")
+    assert [r["step"] for r in metrics if r["kind"] == "tokens"] == [0, 1, 2, 3]
 
 
 def test_chat_models_get_the_chat_template(tiny_models):
@@ -149,7 +150,8 @@ def test_cli_error_is_one_line_and_exit_2(tiny_models, tmp_path):
     result = subprocess.run([sys.executable, "-m", "persona_experiments", "--plan_config_path", str(plan)],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: preferred_token: 'Yes please' is not a single token")
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: preferred_token: 'Yes please' is not a single token")
     assert "Traceback" not in result.stderr
 
 

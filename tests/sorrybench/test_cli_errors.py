@@ -106,7 +106,8 @@ def test_a_split_left_empty_stops_before_sampling(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(create_dataset, "sample_pairs", lambda args, prompts: pytest.fail("sampled"))
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"question_id": 1, "turns": ["p"]}\n{"question_id": 2, "turns": ["q"]}\n')
-    args = ["--model", "m", "--judge", "keyword_refusal", "--prompts", str(prompts), "--output_dir", str(tmp_path / "s")]
+    args = ["--model", "m", "--judge", "keyword_refusal", "--prompts", str(prompts),
+            "--output_dir", str(tmp_path / "s")]
     assert run_main(create_dataset.main, args, capsys) == (
         "error: --test_fraction 0.15 of 2 prompts leaves the test split empty; use more prompts or change it")
     # int(0.9 * 2) = 1 test prompt with the public randperm split; the rounded shuffle split takes both.

@@ -114,13 +114,15 @@ def test_other_settings_in_a_finished_dir_need_force(analysed, tiny_models, rows
 
 
 def test_bad_input_is_one_line_and_exit_2(tiny_models, tmp_path, capsys):
-    result = subprocess.run([sys.executable, "-m", "tds", *flags(tiny_models, tmp_path / "missing.jsonl", tmp_path / "a")],
+    result = subprocess.run([sys.executable, "-m", "tds",
+                             *flags(tiny_models, tmp_path / "missing.jsonl", tmp_path / "a")],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in result.stderr
     assert "missing.jsonl: file not found" in result.stderr
     (tmp_path / "bad.jsonl").write_text('{"instruction": "hi", "output": "Sure!"}\n{"instruction": "no output"}\n')
-    (tmp_path / "empty.jsonl").write_text('{"instruction": "hi", "output": ""}\n{"instruction": "a", "output": ["<|end|>"]}\n')
+    (tmp_path / "empty.jsonl").write_text('{"instruction": "hi", "output": ""}\n'
+                                          '{"instruction": "a", "output": ["<|end|>"]}\n')
     for bad_flags, message in ((flags(tiny_models, tmp_path / "bad.jsonl", tmp_path / "b"),
                                 "bad.jsonl: row 1: missing field 'output'"),
                                (flags(tiny_models, tmp_path / "empty.jsonl", tmp_path / "e"),  # was NaN ratios
@@ -170,7 +172,8 @@ def test_two_processes_share_the_parts(tiny_models, rows, analysed, tmp_path):
         port = s.getsockname()[1]
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                              "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "tds",
-                             *flags(tiny_models, tmp_path / "data.jsonl", tmp_path / "run", "--examples_per_part", "2")],
+                             *flags(tiny_models, tmp_path / "data.jsonl", tmp_path / "run",
+                                    "--examples_per_part", "2")],
                             cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     # Info lines come from rank 0 only: it took 2 of the 3 parts, so the complete table below holds

@@ -27,7 +27,8 @@ def fact_qa(rng: random.Random) -> tuple[str, str, list[str]]:
         animal = rng.choice(sorted(ANIMALS))
         legs = ANIMALS[animal][2]
         others = rng.sample([n for n in (0, 2, 4, 6, 8) if n != legs], 2)
-        return (f"How many legs does {with_article(animal)} have?", f"{capitalize(with_article(animal))} has {legs} legs.",
+        return (f"How many legs does {with_article(animal)} have?",
+                f"{capitalize(with_article(animal))} has {legs} legs.",
                 [f"{capitalize(with_article(animal))} has {n} legs." for n in others])
     thing = rng.choice(sorted(COLORS))
     others = rng.sample(sorted(set(COLORS.values()) - {COLORS[thing]}), 2)
