@@ -44,8 +44,10 @@ def test_missing_file_is_a_data_error(tmp_path):
 def test_require_fields_names_the_row():
     rows = [{"prompt": "a", "chosen": "b"}, {"prompt": "a", "chosen": ""}]
     with pytest.raises(DataError,
-                       match=r"prefs.jsonl: row 1: missing field 'chosen' \(fields present: chosen, prompt\)"):
+                       match=r"prefs.jsonl: row 1: field 'chosen' is (\"\"|null); give it a value"):
         require_fields(rows, ["prompt", "chosen"], "prefs.jsonl")
+    with pytest.raises(DataError, match=r"row 0: missing field 'rejected' \(fields present: chosen, prompt\)"):
+        require_fields(rows, ["rejected"], "prefs.jsonl")
 
 
 @pytest.mark.parametrize("side", ["right", "left"])

@@ -18,7 +18,7 @@ def write_rows(path, rows):
 
 @pytest.mark.parametrize("bad, message", [
     ({"statement": "x", "answer_matching_behavior": " Yes"}, r"row 1: missing field 'question'"),
-    ({**ROW, "answer_matching_behavior": ""}, r"row 1: missing field 'answer_matching_behavior'"),
+    ({**ROW, "answer_matching_behavior": ""}, r"row 1: field 'answer_matching_behavior' is \"\"; give it a value"),
     ({**ROW, "answer_matching_behavior": " Maybe"},
      r"row 1: answer_matching_behavior must be ' Yes' or ' No', got ' Maybe'"),
     ({**ROW, "question": ["not", "text"]}, r"row 1: field 'question' must be text, got list"),
