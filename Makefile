@@ -38,6 +38,7 @@ demo: $(STAMP) tiny
 	$(PY) -m persona_experiments.results --experiments_dir outputs/demo/persona
 
 test: $(STAMP) tiny browser
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 clean:

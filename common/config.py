@@ -109,7 +109,8 @@ class TrainConfig(RunConfig):
     precision: str = option("fp32", choices=["fp32", "bf16"],
                             help="bf16 = autocast with fp32 master weights")
     max_length: int = option(512, min=2, help="prompt+response tokens; longer examples are truncated (truncation_mode)")
-    eval_every_steps: int = option(0, min=0, help="evaluate every N steps (also before and after); 0 = only before/after")
+    eval_every_steps: int = option(0, min=0, help="evaluate every N steps (also before and after); "
+                                                  "0 = only before/after")
     eval_batch_size: int = option(16, min=1)
     save_every_steps: int = option(0, min=0, help="checkpoint for resume every N steps; 0 = never")
     save_model: bool = option(False, help="save the trained model to run_dir/model (safetensors)")

@@ -20,7 +20,8 @@ def check_model_source(name_or_path: str) -> None:
     """A path that does not exist is a user error; say so before transformers tries the hub."""
     looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
     if looks_local and not Path(os.path.expanduser(name_or_path)).exists():
-        raise DataError(f"model {name_or_path!r}: no such directory (for a hub model give its id, e.g. google/gemma-2b)")
+        raise DataError(f"model {name_or_path!r}: no such directory (for a hub model give its id, "
+                        "e.g. google/gemma-2b)")
 
 
 def _load_error(name_or_path: str, e: Exception) -> DataError:

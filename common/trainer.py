@@ -165,7 +165,8 @@ class Trainer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
         self.steps_per_epoch = math.ceil(len(self.train_set) / config.batch_size)
-        self.total_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_epochs * self.steps_per_epoch)
+        epochs_steps = math.ceil(config.num_epochs * self.steps_per_epoch)
+        self.total_steps = config.max_steps if config.max_steps > 0 else epochs_steps
         self.step = 0
         self.reference: dict[str, tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
         self.tracker = Tracker(self.run_dir, config=to_dict(config), use_wandb=config.use_wandb,
