@@ -190,7 +190,8 @@ def _type_name(tp: Any) -> str:
         args = typing.get_args(tp)
         return f"a list of {_type_name(args[0])}" if args else "a list"
     if origin is dict or tp is dict:
-        return "an object"
+        args = typing.get_args(tp)
+        return f"an object whose values are each {_type_name(args[1])}" if args else "an object"
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", str(tp))

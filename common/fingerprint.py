@@ -1,7 +1,8 @@
 """Fingerprints of a run's local input data, so that a finished run whose data changed is not skipped.
 
-A study marks the fields that name its input data with `option(..., data_path=True)`. For each such
-field naming a local file or directory, config.json records `{"bytes": N, "sha256": ...}` (a
+A study marks the fields that name its input data with `option(..., data_path=True)`: a path, or a
+dict of name -> path (e.g. elasticity's `data_sources`). For each local file or directory named,
+config.json records `{"bytes": N, "sha256": ...}` (a
 directory: over its files' relative names and contents); a hub id or an empty value records nothing.
 The plan runner compares the record like any other config value (common/plans.py `run_status`).
 """
@@ -18,9 +19,13 @@ def data_fingerprints(config: Any) -> dict:
     """{field: fingerprint} of the config's data_path fields that name local files or directories."""
     prints = {}
     for f in dataclasses.fields(config):
+        if not f.metadata.get("data_path"):
+            continue
         value = getattr(config, f.name)
-        if f.metadata.get("data_path") and isinstance(value, str) and value and os.path.exists(value):
-            prints[f.name] = fingerprint(value)
+        named = value.items() if isinstance(value, dict) else [(None, value)]
+        for name, path in named:
+            if isinstance(path, str) and path and os.path.exists(path):
+                prints[f.name if name is None else f"{f.name}.{name}"] = fingerprint(path)
     return prints
 
 

@@ -46,8 +46,9 @@ class ElasticityConfig(TrainConfig):
 
     # Data
     dataset: str = option("alpaca", help="alpaca, truthful_qa, beavertails, imdb or text")
-    data_sources: dict = option({}, help="dataset name -> hub id or local path, overriding the hub default, "
-                                         "e.g. {\"imdb\": \"data_files/elasticity/imdb\"}")
+    data_sources: dict[str, str] = option({}, data_path=True,
+                                          help="dataset name -> hub id or local path, overriding the hub default, "
+                                               "e.g. {\"imdb\": \"data_files/elasticity/imdb\"}")
     data_seed: int = option(0, help="seeds the held-out split and the slices; keep it fixed across a plan")
     num_heldout: int = option(200, min=1, help="rows held out of training: generation prompts, compression, "
                                                "KL, classifier accuracy")

@@ -34,9 +34,10 @@ class DataConfig(TrainConfig):
     """Fields every stage shares: the data sources, the selection of the rows, the prompt format."""
 
     stage: str = option("align", help="the run's stage: align, finetune or evaluate (see module doc)")
-    data_sources: dict = option({}, help="dataset -> hub id or local file/dir, overriding the hub "
-                                         "default (harmful_ft/data.py: SOURCES), e.g. "
-                                         "{\"sst2\": \"data_files/harmful_ft/sst2\"}")
+    data_sources: dict[str, str] = option({}, data_path=True,
+                                          help="dataset -> hub id or local file/dir, overriding the hub "
+                                               "default (harmful_ft/data.py: SOURCES), e.g. "
+                                               "{\"sst2\": \"data_files/harmful_ft/sst2\"}")
     data_seed: int = option(0, help="seeds the attack data draw; the same in every stage of a plan")
     safety_data: str = option("beavertails_safe", choices=list(SAFETY_DATA),
                               help="alignment data: BeaverTails is_safe answers (Vaccine) or RepNoise "

@@ -23,7 +23,7 @@ SFT_OBJECTIVE = "cross_entropy"
 
 @dataclass
 class PersonaConfig(TrainConfig):
-    dataset: str = option("data_files/persona/ends-justify-means.jsonl",
+    dataset: str = option("data_files/persona/ends-justify-means.jsonl", data_path=True,
                           help="persona jsonl (Anthropic model-written-evals schema) or a hub dataset id")
     load_model_checkpoint: str = option("", help="start from these weights and tokenizer instead of `model` "
                                                  "(post-SFT runs: the SFT run's <run_dir>/model)")

@@ -19,10 +19,12 @@ PAIR_KIND_FILTERS = {"use_only_two_refusal_samples": (0, 0), "use_only_two_non_r
 class SorryBenchConfig(TrainConfig):
     lr: float = option(5e-6, min=0.0, help="learning rate (paper: 5e-6; 1e-6 for gold preferences)")
     max_length: int = option(2048, min=2, help="prompt+response tokens; longer pairs are truncated (truncation_mode)")
-    dataset_path: str = option("", help="directory from sorrybench.create_dataset (train.jsonl, test.jsonl, gold_*)")
+    dataset_path: str = option("", data_path=True,
+                               help="directory from sorrybench.create_dataset (train.jsonl, test.jsonl, gold_*)")
     use_gold_preferences: bool = option(False, help="train on gold_train.jsonl (human judgments)")
-    similarity_path: str = option("", help="preference-similarity file (or its directory) of train.jsonl; "
-                                           "with it, train on the num_samples examples with the lowest measure")
+    similarity_path: str = option("", data_path=True,
+                                  help="preference-similarity file (or its directory) of train.jsonl; "
+                                       "with it, train on the num_samples examples with the lowest measure")
     similarity_measure: str = option("ln_ches", choices=list(MEASURES))
     num_samples: int = option(-1, help="lowest-similarity k with similarity_path, else a seeded random subset; "
                                        "-1 = all")

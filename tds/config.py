@@ -10,7 +10,7 @@ from common.config import FieldError, RunConfig, option
 class TDSConfig(RunConfig):
     base_model: str = option("", help="hub id or local path of the base model")
     aligned_model: str = option("", help="hub id or local path of the aligned model (same tokenizer)")
-    data: str = option("", help="jsonl/json of instructions with the aligned model's responses (see "
+    data: str = option("", data_path=True, help="jsonl/json of instructions with the aligned model's responses (see "
                                 "tds/inputs.py), a directory with <split>.jsonl, or a hub dataset id")
     split: str = option("train", help="split of a directory or hub dataset")
     num_examples: int = option(-1, help="analyse the first N examples; -1 = all")
