@@ -1,6 +1,6 @@
 """Preference losses as pure functions of summed sequence log-probabilities, bound once from a config.
 
-Notation (STUDIES.md): logp = summed log-prob of the response tokens; z+ = logp_pi(y+) - logp_ref(y+),
+Notation: logp = summed log-prob of the response tokens; z+ = logp_pi(y+) - logp_ref(y+),
 z- likewise; D = z+ - z-; s = sigmoid; log s(x) is computed as `F.logsigmoid(x)` (stable). Every
 function returns one loss per example (aot: per rank, see below); callers average.
 

@@ -95,7 +95,7 @@ def test_loss_values(loss_type, beta, kw, expected):
 
 
 def test_hand_numbers_match_the_closed_forms():
-    # The constants above, recomputed from the STUDIES.md formulas with math only.
+    # The constants above, recomputed from the formulas in the docstrings with math only.
     assert -logsig(1.0) == pytest.approx(0.313261687518222)
     assert -logsig(0.5) - 0.5 * logsig(-0.5) - 0.5 * logsig(0.5) == pytest.approx(1.1981539683602133)
     assert (1 - sig(0.5)) + sig(-0.5) == pytest.approx(0.7550813375962908)

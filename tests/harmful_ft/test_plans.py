@@ -1,5 +1,5 @@
 """The plans expand, their stages name each other's models by templating, and the paper plans carry
-the papers' hyper-parameters (STUDIES.md)."""
+the papers' hyper-parameters (docs/harmful_ft.md)."""
 import json
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""The paper's plans: runs, hyper-parameters and token pairs as in STUDIES.md; post-SFT runs load the SFT
+"""The paper's plans: runs, hyper-parameters and token pairs as in the paper (docs/persona_experiments.md); post-SFT runs load the SFT
 run's model."""
 from pathlib import Path
 
