@@ -1,4 +1,4 @@
-"""CHES / LN-CHES against a direct, per-pair implementation of Definition 2 of Razin et al. (docs/pref_similarity.md)."""
+"""CHES / LN-CHES against a direct, per-pair implementation of Definition 2 (Razin et al.; docs/pref_similarity.md)."""
 import pytest
 import torch
 

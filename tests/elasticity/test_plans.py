@@ -1,4 +1,5 @@
-"""The study's plans: tiny plans run on a fresh checkout after `make tiny`; paper plans follow the paper (docs/elasticity.md)."""
+"""The study's plans: tiny plans run on a fresh checkout after `make tiny`; paper plans follow the paper
+(docs/elasticity.md)."""
 from pathlib import Path
 
 import pytest

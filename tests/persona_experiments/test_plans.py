@@ -1,5 +1,5 @@
-"""The paper's plans: runs, hyper-parameters and token pairs as in the paper (docs/persona_experiments.md); post-SFT runs load the SFT
-run's model."""
+"""The paper's plans: runs, hyper-parameters and token pairs as in the paper (docs/persona_experiments.md);
+post-SFT runs load the SFT run's model."""
 from pathlib import Path
 
 import pytest
