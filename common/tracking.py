@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -182,9 +183,22 @@ def log_from_main_only(is_main: bool) -> None:
         logger.addFilter(_WarningsOnly())
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current sys.stderr, looked up at each record (a handler that kept the stream of
+    its set-up would write to a closed file once a caller, e.g. a test's capture, replaced it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # logging.StreamHandler.__init__ assigns it
+        pass
+
+
 def setup_console_logging() -> None:
-    if not any(type(h) is logging.StreamHandler for h in logger.handlers):
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)

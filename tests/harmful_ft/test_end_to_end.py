@@ -77,8 +77,9 @@ def bad_run(tmp_path, capsys, base: dict, *extra) -> str:
     plan.write_text(json.dumps({"configurations": [{"base_config": base}]}))
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--plan_config_path", str(plan), *extra])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    lines = capsys.readouterr().err.strip().splitlines()  # the runner's log lines, then the error
+    err = [line for line in lines if line.startswith("error: ")]
+    assert exit_info.value.code == 2 and len(err) == 1 and not any("Traceback" in x for x in lines), lines
     return err[0]
 
 

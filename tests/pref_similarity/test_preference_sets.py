@@ -73,7 +73,7 @@ def test_hub_ids_get_the_papers_split_and_config(monkeypatch):
     ([{"instruction": "a", "input": "", "output_1": "b", "output_2": "c", "preference": 3}], "auto",
      "row 0: 'preference' must be 1 or 2"),
     ([{"prompt": "a", "chosen": "b", "rejected": "c"}], "alpaca_farm", "row 0: missing field 'instruction'"),
-    ([{"prompt": "a", "chosen": "b", "rejected": 5}], "plain", "row 0: field 'rejected' is of type int"),
+    ([{"prompt": "a", "chosen": "b", "rejected": 5}], "plain", "row 0: field 'rejected' is a number; it must be text"),
     # A message without content used to reach the chat template and end in a jinja traceback.
     ([{"prompt": [{"role": "user", "content": "a"}, {"role": "user"}], "chosen": "b", "rejected": "c"}], "plain",
      "row 0: prompt message 1 must be an object with text 'role' and 'content'"),
