@@ -146,7 +146,9 @@ def make(config, params: Sequence[Tensor]) -> MeZO:
 def forward_sums(trainer, micro: list[list[int]], weight: float) -> Tensor:
     """All-reduced sums (loss, each metric, tokens) of the strategy's losses over `micro`, no backward."""
     names = trainer.strategy.metrics
-    stats = torch.zeros(2 + len(names), device=trainer.device)
+    # float64: c divides the difference of two nearly equal sums by 2 eps (no float64 on MPS)
+    dtype = torch.float32 if trainer.device.type == "mps" else torch.float64
+    stats = torch.zeros(2 + len(names), device=trainer.device, dtype=dtype)
     for chunk in micro:
         terms = trainer.loss_terms(chunk)
         stats += weight * torch.stack([terms.losses.detach().sum(), *(terms.metrics[k].sum() for k in names),
