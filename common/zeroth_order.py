@@ -78,8 +78,8 @@ class MeZO(torch.optim.Optimizer):
         for index, p in enumerate(self.params):
             z = self.direction(index, p.data, step)
             if measure:  # replay +eps, -2 eps, +eps on a copy: the same ops round the same way
-                copy = p.data.clone().add_(z, alpha=eps).add_(z, alpha=-2 * eps).add_(z, alpha=eps)
-                error = max(error, (copy - p.data).abs().max().item())
+                copy = torch.add(p.data, z, alpha=eps).add_(z, alpha=-2 * eps).add_(z, alpha=eps)
+                error = max(error, copy.sub_(p.data).abs_().max().item())
                 del copy
             p.data.add_(z, alpha=factor * eps)
         return error
