@@ -207,3 +207,12 @@ def test_mezo_with_lora_moves_only_the_adapters(tmp_path):
     Trainer(llama_config(max_steps=2, lr=1e-3, zo_eps=1e-2), model, TOKENIZER, pairs(), tmp_path).train()
     for k, p in model.named_parameters():
         assert torch.equal(p, before[k]) != p.requires_grad, k  # adapters moved, frozen weights bit-identical
+
+
+def test_mezo_with_fsdp_is_refused_at_the_config():
+    from common.config import FieldError
+
+    with pytest.raises(FieldError, match="optimizer mezo with fsdp is not supported") as info:
+        TrainConfig(model="m", optimizer="mezo", fsdp=True).validate()
+    assert info.value.field == "fsdp"
+    TrainConfig(model="m", optimizer="tezo", tezo_rank=2).validate()  # a plain ZO config passes
