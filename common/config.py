@@ -95,7 +95,8 @@ class TrainConfig(RunConfig):
     ipo_length_normalize: bool = option(False, help="IPO: divide log-probs by response length (TRL)")
     simpo_gamma: float = option(0.5, help="SimPO target reward margin")
     sft_coeff: float = option(0.0, min=0.0, help="adds sft_coeff * cross-entropy on y+ to the loss")
-    optimizer: str = option("rmsprop", choices=["rmsprop", "adam", "adamw", "sgd"])
+    optimizer: str = option("rmsprop", choices=["rmsprop", "adam", "adamw", "sgd", "mezo", "tezo"],
+                            help="mezo / tezo: zeroth-order (two forwards, no backward; zo_eps, tezo_rank)")
     lr: float = option(1e-7, min=0.0, max=10.0, help="learning rate")
     weight_decay: float = option(0.0, min=0.0)
     lr_scheduler: str = option("constant", choices=["constant", "linear", "cosine"],
@@ -136,6 +137,9 @@ class TrainConfig(RunConfig):
                                 help="SFT term: summed NLL of y+ per example, or TRL's token mean over the batch")
     fsdp: bool = option(False, help="shard weights, gradients and optimizer state over the processes (FSDP2, "
                                     "each decoder layer a unit); launch with torchrun / accelerate launch")
+    zo_eps: float = option(1e-3, min=0, min_exclusive=True, help="mezo / tezo: perturbation scale eps "
+                                                                 "(MeZO: 1e-3 full parameters, 1e-2 LoRA)")
+    tezo_rank: int = option(1, min=1, help="tezo: rank r of the perturbation U diag(tau) V^T per weight matrix")
 
     def validate(self) -> None:
         super().validate()
@@ -155,6 +159,9 @@ class TrainConfig(RunConfig):
             raise FieldError("dtype", f"{self.dtype} weights trained at lr {self.lr:g} lose most updates to "
                                       "rounding; use dtype float32 (with precision bf16 for bf16 speed and "
                                       "memory), LoRA, or allow_bf16_weights true to train them anyway")
+        if self.optimizer in ("mezo", "tezo") and self.fsdp:
+            raise FieldError("fsdp", f"optimizer {self.optimizer} with fsdp is not supported (it perturbs the full "
+                                     "weights in place); drop fsdp, a zeroth-order run needs inference memory only")
         if self.lora is not None and unknown_lora_key(self.lora) is not None:
             key = unknown_lora_key(self.lora)
             raise FieldError("lora", f"unknown peft.LoraConfig keyword {key!r}{did_you_mean(key, lora_fields())}"

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from common import fsdp
+from common import fsdp, zeroth_order
 from common.config import TrainConfig, to_dict
 from common.data import PreferenceExample, collate_pairs
 from common.distributed import make_accelerator
@@ -140,9 +140,13 @@ class Trainer:
         if getattr(config, "device_map", None) and (self.world > 1 or config.fsdp):
             raise TrainingError("device_map splits one model over the GPUs of ONE process; launch a single "
                                 "process (python -m ...), or drop device_map for data parallelism or fsdp")
-        if config.fsdp and type(self.strategy).step_gradients is not StepStrategy.step_gradients:
+        multi_pass = type(self.strategy).step_gradients is not StepStrategy.step_gradients
+        if config.fsdp and multi_pass:
             raise TrainingError(f"fsdp with the multi-pass strategy {type(self.strategy).__name__} is not "
                                 "supported yet (its extra passes do not pad FSDP's collectives); drop fsdp")
+        if config.optimizer in zeroth_order.OPTIMIZERS and multi_pass:
+            raise TrainingError(f"optimizer {config.optimizer} forms its update from forwards of the strategy's "
+                                f"losses; the multi-pass strategy {type(self.strategy).__name__} would be ignored")
         if config.fsdp and config.merge_lora:
             raise TrainingError("merge_lora with fsdp: the sharded model cannot be merged in place; save the "
                                 "adapter (merge_lora false) and merge it afterwards with peft's merge_and_unload")
@@ -156,9 +160,14 @@ class Trainer:
         if config.fsdp:  # we shard (common/fsdp.py); accelerate only knows the processes
             fsdp.shard(module, model, self.device, bf16=config.precision == "bf16")
         params = [p for p in model.parameters() if p.requires_grad]  # after sharding: the shards
-        optimizer = make_optimizer(config.optimizer, params, config.lr, config.weight_decay)
+        if config.optimizer in zeroth_order.OPTIMIZERS:  # owns the update: forwards only (common/zeroth_order.py)
+            optimizer = zeroth_order.make(config, params)
+        else:
+            optimizer = make_optimizer(config.optimizer, params, config.lr, config.weight_decay)
         if config.fsdp:
             self.module, self.optimizer = module, optimizer
+        elif getattr(optimizer, "owns_update", False):
+            self.module, self.optimizer = zeroth_order.place(module, self.accelerator), optimizer
         else:
             self.module, self.optimizer = self.accelerator.prepare(module, optimizer)
         self.params = params
@@ -340,24 +349,34 @@ class Trainer:
             micro, weight = [indices[:1]], 0.0
         self.padding = self.fsdp_padding(indices, micro)  # read by backward_micro_batches
         scale = weight * self.world / len(indices)
-        names = self.strategy.metrics
+        lr = self.config.lr * lr_factor(step, self.total_steps, self.config.lr_scheduler, self.config.warmup_ratio)
+        if getattr(self.optimizer, "owns_update", False):  # zeroth order: perturbs and updates in place, no backward
+            stats, extra = self.optimizer.update(self, micro, weight, len(indices), lr, step)
+            return self.train_record(step, indices, stats, lr, extra)
         stats = self.strategy.step_gradients(self, micro, scale, weight)
         stats = self.accelerator.reduce(stats, reduction="sum")
         max_norm = self.config.max_grad_norm or float("inf")
         grad_norm = float(self.accelerator.clip_grad_norm_(self.params, max_norm))
-        loss = (stats[0] / len(indices)).item()
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            raise TrainingError(f"{self.run_dir}: non-finite {'loss' if not math.isfinite(loss) else 'gradient'} "
-                                f"at step {step + 1} (loss={loss}, grad_norm={grad_norm}); earlier steps are in "
-                                f"metrics.jsonl; try a lower lr, precision fp32 or max_grad_norm")
-        lr = self.config.lr * lr_factor(step, self.total_steps, self.config.lr_scheduler, self.config.warmup_ratio)
+        record = self.train_record(step, indices, stats, lr, {"grad_norm": grad_norm})  # raises if non-finite
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        means = {k: (stats[1 + i] / len(indices)).item() for i, k in enumerate(names)}
+        return record
+
+    def train_record(self, step: int, indices: list[int], stats: torch.Tensor, lr: float, extra: dict) -> dict:
+        """The train record of step `step` from the all-reduced sums `stats` (loss, metrics, tokens) and the
+        update's own figures `extra` (grad_norm; a zeroth-order step's); a non-finite value stops the run."""
+        loss = (stats[0] / len(indices)).item()
+        bad = {k: v for k, v in {"loss": loss, **extra}.items() if not math.isfinite(v)}
+        if bad:
+            what = "loss" if "loss" in bad else "gradient"
+            raise TrainingError(f"{self.run_dir}: non-finite {what} at step {step + 1} "
+                                f"({', '.join(f'{k}={v}' for k, v in {'loss': loss, **extra}.items())}); earlier "
+                                f"steps are in metrics.jsonl; try a lower lr, precision fp32 or max_grad_norm")
+        means = {k: (stats[1 + i] / len(indices)).item() for i, k in enumerate(self.strategy.metrics)}
         return {"kind": "train", "step": step + 1, "epoch": (step + 1) / self.steps_per_epoch, "loss": loss,
-                **means, "grad_norm": grad_norm, "lr": lr, "tokens": int(stats[-1].item())}
+                **means, **extra, "lr": lr, "tokens": int(stats[-1].item())}
 
     def train(self) -> dict:
         cfg = self.config
