@@ -72,7 +72,8 @@ def format_summary(s: RunSetSummary, num_tokens: int = 20) -> str:
     lines.append(f"y+ probability below its initial value at the end:     {s.below_initial_at_end}/{n} runs")
     if s.first_fall_steps:
         d = distribution(s.first_fall_steps)
-        lines.append(f"first step it fell: min {d['min']}, median {d['median']:g}, mean {d['mean']:.1f}, max {d['max']} "
+        lines.append(f"first step it fell: min {d['min']}, median {d['median']:g}, mean {d['mean']:.1f}, "
+                     f"max {d['max']} "
                      f"(step s >= 1, the first with P_s(y+) < P_s-1(y+); the paper's printer counts from 0: s - 1)")
     lines += [RULE, "largest drop of y+, max over steps i <= j of v_i - v_j (v_0 = the initial value), and the "
                     "token other than y+, y- that rose most by the end:"]
@@ -90,7 +91,8 @@ def format_summary(s: RunSetSummary, num_tokens: int = 20) -> str:
                                      rows)))
     lines += [RULE, "tokens whose probability rose most since step 0 "
                     "(token: runs with it in their top-k / mean probability increase):"]
-    lines += [f"  step {step:>3} top-{k}: {token_cells(tokens, n, num_tokens)}" for (step, k), tokens in s.top_risers.items()]
+    lines += [f"  step {step:>3} top-{k}: {token_cells(tokens, n, num_tokens)}"
+              for (step, k), tokens in s.top_risers.items()]
     if s.top_logprob_risers:
         lines += [RULE, "tokens whose log-probability rose most since step 0 "
                         "(token: runs with it in their top-k / mean log-prob increase, nats):"]

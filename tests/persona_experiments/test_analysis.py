@@ -126,16 +126,18 @@ def write_mechanism(run_dir, ranks, logprob_dir, prob_dir, top, bottom, overlaps
 def test_mechanism_summary_matches_hand_computation(tmp_path):
     write_run(tmp_path / "a", [0.6, 0.5, 0.4], [0.69, 0.6, 0.5], [[1, 2], [1, 5]], [[0.05, 0.01], [0.1, 0.02]])
     write_run(tmp_path / "b", [0.6, 0.7, 0.5], [0.69, 0.5, 0.4], [[2, 1], [1, 4]], [[0.1, 0.05], [0.2, 0.03]])
-    write_mechanism(tmp_path / "a", [0, 2], [[1.0, 3.0], [2.0, 2.0]], [[0.0, 1.0], [1.0, 1.0]], [[4.0, 2.0], [4.0, 2.0]],
+    write_mechanism(tmp_path / "a", [0, 2], [[1.0, 3.0], [2.0, 2.0]], [[0.0, 1.0], [1.0, 1.0]],
+                    [[4.0, 2.0], [4.0, 2.0]],
                     [[-3.0, -1.0], [-3.0, -1.0]], [2, 1], [[1, 4], [1, 4]])
-    write_mechanism(tmp_path / "b", [4, 6], [[5.0, 7.0], [0.0, 0.0]], [[2.0, 2.0], [3.0, 3.0]], [[4.0, 2.0], [4.0, 2.0]],
+    write_mechanism(tmp_path / "b", [4, 6], [[5.0, 7.0], [0.0, 0.0]], [[2.0, 2.0], [3.0, 3.0]],
+                    [[4.0, 2.0], [4.0, 2.0]],
                     [[-3.0, -1.0], [-3.0, -1.0]], [1, 1], [[4, 1], [4, 5]])
     runs, _, _ = find_runs(tmp_path)
     s = summarize(group_runs(runs)[0], steps=(1, 2), top_k=(1, 2))
     one, two = s.mechanism
     # step 1: ranks 0 and 4 -> median 2; log-P rise ranks 1, 5 -> 3; D of log-P risers: a mean 2, b mean 6 -> 4.
-    assert (one.step, one.preferred_prob_rank, one.preferred_prob_increase_rank, one.preferred_logprob_increase_rank) == (
-        1, 2, 2, 3)
+    assert (one.step, one.preferred_prob_rank, one.preferred_prob_increase_rank,
+            one.preferred_logprob_increase_rank) == (1, 2, 2, 3)
     assert (one.logprob_risers_direction, one.prob_risers_direction) == pytest.approx((4.0, 1.25))
     assert (one.top_direction, one.bottom_direction, one.overlap_logprob, one.overlap_prob, one.k) == pytest.approx(
         (3.0, -2.0, 1.5, 0.5, 2))
