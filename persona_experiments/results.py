@@ -155,7 +155,7 @@ def print_results(experiments_dir: str, *, keep_loss_increase: bool = False, plo
             from persona_experiments.plots import plot_run_set
 
             print(RULE)
-            print(f"plot: {plot_run_set(run_set)}")
+            print(f"plot: {plot_run_set(run_set, exclude_loss_increase=not keep_loss_increase)}")
         summaries.append(summary)
     print("=" * 100)
     return summaries
