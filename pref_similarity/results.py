@@ -108,23 +108,63 @@ def write_csv(table: dict, path: Path) -> None:
                                  statistics.stdev(values) if len(values) > 1 else ""])
 
 
+METRIC_LABELS = {
+    "preferred_logprobs_change_mean":
+        "preferred log-prob change, policy - reference\n(nats, summed over response tokens)",
+    "dispreferred_logprobs_change_mean": "dispreferred log-prob change, policy - reference\n(nats, summed over tokens)",
+}
+
+
+def metric_label(metric: str) -> str:
+    """An axis label with units for an eval field (log-probs are in nats, accuracies in %)."""
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    words = metric.replace("_", " ")
+    if "accuracy" in metric:
+        return f"{words} (%)"
+    return f"{words} (nats)" if "logprob" in metric else words
+
+
+def panel_title(label: str) -> str:
+    """The table label for a plot title: datasets given as files by their file name, not their path."""
+    parts = []
+    for part in label.split(" | "):
+        key, _, value = part.partition(" ")
+        if key == "dataset" and ("/" in value and Path(value).suffix or value.endswith((".json", ".jsonl"))):
+            value = Path(value).name
+        parts.append(f"{key} {value}")
+    return "\n".join(parts)
+
+
 def plot(table: dict, metric: str, path: Path) -> None:
+    """One panel per table, one line per measure: the mean over runs with a std bar; when the points of a
+    panel average different numbers of runs, each point is labelled with its n."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(table), figsize=(5 * len(table), 4), squeeze=False)
+    scale = 100 if "accuracy" in metric else 1
+    fig, axes = plt.subplots(1, len(table), figsize=(5.5 * len(table), 4.3), squeeze=False)
     for ax, (label, cells) in zip(axes[0], table.items()):
+        uneven = len({len(v) for v in cells.values()}) > 1
         for measure in MEASURES:
-            points = sorted((q, statistics.fmean(v)) for (m, q), v in cells.items() if m == measure)
-            if points:
-                ax.plot(*zip(*points), marker="o", label=measure)
+            points = sorted((q, v) for (m, q), v in cells.items() if m == measure)
+            if not points:
+                continue
+            qs = [q for q, _ in points]
+            means = [scale * statistics.fmean(v) for _, v in points]
+            stds = [scale * statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
+            ax.errorbar(qs, means, yerr=stds, marker="o", capsize=3, label=measure)
+            if uneven:
+                for q, mean, (_, v) in zip(qs, means, points):
+                    ax.annotate(f"n={len(v)}", (q, mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_title(label.replace(" | ", "\n"), fontsize=7)
-        ax.set_xlabel("similarity quantile of the training subset")
-        ax.set_ylabel(metric)
-        ax.legend(fontsize=8)
+        runs = sum(len(v) for v in cells.values())
+        ax.set_title(f"{panel_title(label)}\n{runs} runs (mean ± std over seeds)", fontsize=8)
+        ax.set_xlabel("similarity quantile of the training subset (0 = least similar)")
+        ax.set_ylabel(metric_label(metric))
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
