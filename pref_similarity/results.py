@@ -50,8 +50,13 @@ def final_train_eval(run_dir: Path) -> dict:
 CELL_FIELDS = {"similarity_measure", "quantile", "seed", "experiment_name", "outputs_dir", "similarity_path"}
 
 
-def collect(experiments_dir: Path, metric: str) -> tuple[dict, int]:
-    """{table label: {(measure, quantile): [values]}} and the number of unfinished runs."""
+# Hyper-parameters a plot title names (when they are the same in all runs of a table).
+TITLE_FIELDS = ("beta", "lr", "optimizer", "batch_size", "num_train_samples")
+
+
+def collect(experiments_dir: Path, metric: str) -> tuple[dict, int, dict]:
+    """{table label: {(measure, quantile): [values]}}, the number of unfinished runs, and per label the
+    TITLE_FIELDS shared by all its runs ("beta 0.1, lr 1e-07, ...")."""
     runs = []
     found = find_runs(experiments_dir, "pref_similarity",
                       legacy=lambda config: "similarity_measure" in config and "quantile" in config)
@@ -68,11 +73,16 @@ def collect(experiments_dir: Path, metric: str) -> tuple[dict, int]:
     varying = sorted({k for s in settings for k in s if any(o.get(k) != s.get(k) for o in settings)}
                      - {"model", "dataset", "objective"})
     table: dict = defaultdict(lambda: defaultdict(list))
+    hyper: dict = defaultdict(list)
     for (config, value), setting in zip(runs, settings):
         label = " | ".join([f"model {setting.get('model')}", f"dataset {setting.get('dataset')}",
                             f"objective {setting.get('objective')}"] + [f"{k} {json.dumps(setting.get(k))}" for k in varying])
         table[label][(config["similarity_measure"], config["quantile"])].append(value)
-    return table, len(found.unfinished)
+        hyper[label].append({k: setting[k] for k in TITLE_FIELDS if k in setting and k not in varying})
+    shared = {label: ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in dicts[0].items() if all(d.get(k) == v for d in dicts))
+              for label, dicts in hyper.items()}
+    return table, len(found.unfinished), shared
 
 
 def cell(values: list[float]) -> str:
@@ -136,7 +146,7 @@ def panel_title(label: str) -> str:
     return "\n".join(parts)
 
 
-def plot(table: dict, metric: str, path: Path) -> None:
+def plot(table: dict, metric: str, path: Path, hyper: dict) -> None:
     """One panel per table, one line per measure: the mean over runs with a std bar; when the points of a
     panel average different numbers of runs, each point is labelled with its n."""
     import matplotlib
@@ -161,7 +171,9 @@ def plot(table: dict, metric: str, path: Path) -> None:
                     ax.annotate(f"n={len(v)}", (q, mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.axhline(0, color="grey", linewidth=0.8)
         runs = sum(len(v) for v in cells.values())
-        ax.set_title(f"{panel_title(label)}\n{runs} runs (mean ± std over seeds)", fontsize=8)
+        title = [panel_title(label), hyper.get(label, ""), f"{runs} run{'s' * (runs != 1)} (mean ± std over seeds)"]
+        ax.set_title("\n".join(t for t in title if t), fontsize=8)
+        ax.set_xlim(-0.05, 1.05)  # quantiles live in [0, 1]; a lone quantile should not fill the axis
         ax.set_xlabel("similarity quantile of the training subset (0 = least similar)")
         ax.set_ylabel(metric_label(metric))
         ax.legend(fontsize=8, loc="best")
@@ -182,7 +194,7 @@ def main(argv=None) -> str:
     experiments_dir = Path(args.experiments_dir)
     if not experiments_dir.is_dir():
         raise DataError(f"{experiments_dir}: no such directory")
-    table, unfinished = collect(experiments_dir, args.metric)
+    table, unfinished, hyper = collect(experiments_dir, args.metric)
     if not table:
         raise DataError(f"{experiments_dir}: no finished pref_similarity run found ({unfinished} unfinished)")
     text = format_tables(table, args.metric)
@@ -191,7 +203,7 @@ def main(argv=None) -> str:
     print(text)
     stem = experiments_dir / ("figure2" if args.metric == DEFAULT_METRIC else f"figure2_{args.metric}")
     write_csv(table, stem.with_suffix(".csv"))
-    plot(table, args.metric, stem.with_suffix(".png"))
+    plot(table, args.metric, stem.with_suffix(".png"), hyper)
     print(f"\nwrote {stem}.png and {stem}.csv")
     return text
 
