@@ -58,6 +58,17 @@ def model_name(run: dict) -> str:
     return Path(run["config"]["model"]).name if not run["config"].get("pretrain_tokens") else run["name"]
 
 
+def caption(run: dict) -> str:
+    """A plot title: dataset, model and the hyper-parameters that set the curves' scale."""
+    c = run["config"]
+    parts = [f"{run['summary']['dataset']} / {model_name(run)}"]
+    if c.get("lr") is not None:
+        parts.append(f"lr {c['lr']:g}")
+    if c.get("scorer"):
+        parts.append(f"scorer {c['scorer'].get('type', '?')}")
+    return ", ".join(parts)
+
+
 # ----------------------------------------------------------------------------------------------
 # Resistance
 
@@ -106,7 +117,7 @@ def resistance_heatmap(run: dict, path: Path) -> None:
     heatmap(fig, ax, grid, [f"D({x})" for x in labels], labels, "{:.3f}")
     ax.set_xlabel("fine-tuned on the responses of")
     ax.set_ylabel("model")
-    ax.set_title(f"resistance {s['dataset']} / {model_name(run)}\nper-token training loss (upper: forward)")
+    ax.set_title(f"resistance {caption(run)}\nper-token training loss (nats; upper: forward)", fontsize=9)
     save(fig, path)
 
 
@@ -165,7 +176,7 @@ def rebound_curves(run: dict, path: Path) -> None:
 
     s = run["summary"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for c in s["curves"]:
+    for c in sorted(s["curves"], key=lambda c: c["positive"]):  # legend in numeric order
         xs = [0] + [p["negative"] for p in c["points"]]
         left.plot(xs, [c["score_after_positive"]] + [p["score"] for p in c["points"]], marker="o",
                   label=f"{c['positive']} positive")
@@ -173,11 +184,14 @@ def rebound_curves(run: dict, path: Path) -> None:
                    label=f"{c['positive']} positive")
     if s["base_score"] is not None:
         left.axhline(s["base_score"], color="k", linestyle="--", label="pre-trained")
-    right.axhline(s["kl_epsilon"], color="k", linestyle=":", label=f"epsilon {s['kl_epsilon']:g}")
-    left.set(xlabel="negative examples", ylabel="score", title=f"rebound {s['dataset']} / {model_name(run)}")
-    right.set(xlabel="negative examples", ylabel="per-token KL to pre-trained", yscale="log", title="KL to th0")
-    left.legend(fontsize=8)
-    right.legend(fontsize=8)
+    right.axhline(s["kl_epsilon"], color="k", linestyle=":", label=f"epsilon {s['kl_epsilon']:g} (Table 3)")
+    left.set(xlabel="negative SFT examples (0 = after positive SFT only)", ylabel="mean score of the generations",
+             title=f"rebound {caption(run)}")
+    right.set(xlabel="negative SFT examples (0 = after positive SFT only)",
+              ylabel="per-token KL to the pre-trained model (nats)", yscale="log",
+              title="KL(model || pre-trained th0) on held-out prompts")
+    left.legend(fontsize=8, loc="best")
+    right.legend(fontsize=8, loc="best")
     save(fig, path)
 
 
@@ -191,9 +205,9 @@ def rebound_heatmaps(run: dict, path: Path) -> None:
     score = np.array([[c["score_after_positive"]] + [p["score"] for p in c["points"]] for c in curves], dtype=float)
     kl = np.array([[c["kl_after_positive"]] + [p["kl"] for p in c["points"]] for c in curves], dtype=float)
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.6 * len(curves) + 2.5))
-    for ax, grid, title in zip(axes, (score, kl), ("score", "per-token KL to pre-trained")):
+    for ax, grid, title in zip(axes, (score, kl), ("mean score", "per-token KL to pre-trained (nats)")):
         heatmap(fig, ax, grid, [str(n) for n in negatives], [str(c["positive"]) for c in curves], "{:.3g}")
-        ax.set(xlabel="negative examples", ylabel="positive examples", title=f"{s['dataset']}: {title}")
+        ax.set(xlabel="negative SFT examples", ylabel="positive SFT examples", title=f"{caption(run)}: {title}")
     save(fig, path)
 
 
@@ -237,14 +251,16 @@ def factor_plot(runs: list[dict], path: Path) -> None:
         for r in runs:
             if r["summary"].get(x_key) and mean_rebound(r) is not None:
                 groups[r["summary"].get(group_key)].append(r)
-        for key, members in groups.items():
+        for key, members in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):  # numeric legend
             members.sort(key=lambda r: r["summary"][x_key])
             ax.plot([r["summary"][x_key] for r in members], [mean_rebound(r) for r in members], marker="o",
                     label=f"{label} {fmt_tokens(key) if label == 'tokens' else f'{key:,}' if key else '-'}")
-        ax.set(xscale="log", xlabel=x_key.replace("_", " "), ylabel="mean rebound fraction")
+        axis = {"num_parameters": "parameters", "pretraining_tokens": "pre-training tokens"}[x_key]
+        ax.set(xscale="log", xlabel=axis,
+               ylabel="mean rebound fraction (S_P - S_PN) / (S_P - S_0)")
         if groups:
-            ax.legend(fontsize=8)
-    left.set_title(f"rebound vs model size ({runs[0]['summary']['dataset']})")
+            ax.legend(fontsize=8, loc="best")
+    left.set_title(f"rebound vs model size ({runs[0]['summary']['dataset']}, {len(runs)} runs)")
     right.set_title("rebound vs pre-training tokens")
     save(fig, path)
 

@@ -137,8 +137,10 @@ class TokenCount:
     mean_increase: float  # mean probability increase since step 0 over those runs
 
 
-def top_risers(runs: Sequence[PersonaRun], step: int, k: int) -> list[TokenCount]:
+def top_risers(runs: Sequence[PersonaRun], step: int, k: int, key: str = "top_increase") -> list[TokenCount]:
     """Tokens among the top-k probability increases since step 0 at `step`, by count then increase.
+    `key` picks another ranking the tracker stores as `<key>_ids` / `<key>_values` (e.g.
+    "top_logprob_increase" for log-prob increases, "top_direction" for <W_z, W+ - W->).
 
     Counted by token id (as the paper's printer does): distinct tokens that decode to the same text
     (byte pieces decode to the same replacement character) stay apart, so no count exceeds the runs.
@@ -146,8 +148,8 @@ def top_risers(runs: Sequence[PersonaRun], step: int, k: int) -> list[TokenCount
     increases: dict[int, list[float]] = defaultdict(list)
     names: dict[int, str] = {}
     for run in runs:
-        ids = run.metrics["top_increase_ids"][step][:k]
-        values = run.metrics["top_increase_values"][step][:k]
+        ids = run.metrics[f"{key}_ids"][step][:k]
+        values = run.metrics[f"{key}_values"][step][:k]
         for token_id, value in zip(ids, values):
             increases[token_id].append(value)
             names[token_id] = run.token(token_id)
@@ -161,6 +163,47 @@ def distribution(values: Sequence[float]) -> dict[str, float]:
 
 
 @dataclass
+class MechanismStep:
+    """The tracker's mechanism table at one step, averaged over runs (k = the tracked top-k)."""
+
+    step: int
+    preferred_prob_rank: float  # median over runs of the 0-based rank of y+ by probability
+    preferred_prob_increase_rank: float  # ... by probability increase since step 0
+    preferred_logprob_increase_rank: float  # ... by log-prob increase since step 0
+    logprob_risers_direction: float  # mean <W_z, W+ - W-> of the step's top-k log-prob risers
+    prob_risers_direction: float  # ... of the step's top-k probability risers
+    top_direction: float  # mean of the k largest <W_z, W+ - W->
+    bottom_direction: float  # mean of the k smallest
+    overlap_logprob: float  # mean count of the k largest-score tokens among the top-k log-prob risers
+    overlap_prob: float  # ... among the top-k probability risers
+    k: int
+
+
+def has_mechanism(run: PersonaRun) -> bool:
+    """Runs tracked before the mechanism table existed lack it; the printer then leaves it out."""
+    return "top_direction_ids" in run.metrics
+
+
+def mechanism_step(runs: Sequence[PersonaRun], step: int) -> MechanismStep:
+    m = [r.metrics for r in runs]
+
+    def median(key: str) -> float:
+        return statistics.median(x[key][step] for x in m)
+
+    def mean_of_means(key: str) -> float:
+        return statistics.fmean(statistics.fmean(x[key][step]) for x in m)
+
+    return MechanismStep(step, median("preferred_prob_rank"), median("preferred_prob_increase_rank"),
+                         median("preferred_logprob_increase_rank"),
+                         mean_of_means("step_top_logprob_increase_direction"),
+                         mean_of_means("step_top_increase_direction"), mean_of_means("top_direction_values"),
+                         mean_of_means("bottom_direction_values"),
+                         statistics.fmean(x["direction_overlap_logprob"][step] for x in m),
+                         statistics.fmean(x["direction_overlap_prob"][step] for x in m),
+                         len(m[0]["top_direction_ids"][step]))
+
+
+@dataclass
 class RunSetSummary:
     """Everything the results printer shows for one run set."""
 
@@ -169,11 +212,15 @@ class RunSetSummary:
     runs: list[str]
     fell: int  # runs whose y+ probability fell at some step (vs the previous step)
     below_initial_at_end: int  # runs whose final y+ probability is below the initial one
-    first_fall_steps: list[int]
+    first_fall_steps: list[int]  # per run that fell: the first step s >= 1 with P_s(y+) < P_{s-1}(y+)
     prob_drops: list[Drop]
     risen_tokens: list[Optional[RisenToken]]  # per run: the other token that rose most by the end
     logprob_drops: list[Drop]
-    top_risers: dict[tuple[int, int], list[TokenCount]]  # (step, k) -> tokens
+    top_risers: dict[tuple[int, int], list[TokenCount]]  # (step, k) -> tokens, by probability increase
+    top_logprob_risers: dict[tuple[int, int], list[TokenCount]]  # the same by log-prob increase
+    mechanism: list[MechanismStep]  # per printed step; empty for runs tracked without it
+    top_direction: list[TokenCount]  # the tokens with the largest <W_z, W+ - W-> (initial unembedding)
+    bottom_direction: list[TokenCount]  # ... the smallest
     geometry_initial: dict[str, float]  # mean over runs at step 0
     geometry_final: dict[str, float]  # mean over runs at the last step
 
@@ -185,6 +232,9 @@ def summarize(run_set: RunSet, *, exclude_loss_increase: bool = True, steps: Seq
     probs = [r.metrics["preferred_prob"] for r in runs]
     firsts = [first_decrease_step(p) for p in probs]
     last_step = min((len(p) - 1 for p in probs), default=0)
+    shown = [s for s in steps if s <= last_step] if runs else []
+    tracked = bool(runs) and all(has_mechanism(r) for r in runs) and last_step >= 1
+    k_tracked = len(runs[0].metrics["top_direction_ids"][1]) if tracked else 0
     return RunSetSummary(
         total_runs=len(run_set.runs), excluded_loss_increase=excluded, runs=[r.name for r in runs],
         fell=sum(f is not None for f in firsts),
@@ -193,7 +243,13 @@ def summarize(run_set: RunSet, *, exclude_loss_increase: bool = True, steps: Seq
         prob_drops=[max_drop(p) for p in probs],
         risen_tokens=[most_risen_other_token(r) for r in runs],
         logprob_drops=[max_drop(r.metrics["preferred_logprob"]) for r in runs],
-        top_risers={(s, k): top_risers(runs, s, k) for s in steps if s <= last_step for k in top_k} if runs else {},
+        top_risers={(s, k): top_risers(runs, s, k) for s in shown for k in top_k},
+        top_logprob_risers={(s, k): top_risers(runs, s, k, "top_logprob_increase") for s in shown for k in top_k}
+        if tracked else {},
+        mechanism=[mechanism_step(runs, s) for s in shown] if tracked else [],
+        top_direction=top_risers(runs, 1, k_tracked, "top_direction") if tracked else [],
+        bottom_direction=sorted(top_risers(runs, 1, k_tracked, "bottom_direction"),
+                                key=lambda c: (-c.count, c.mean_increase)) if tracked else [],
         geometry_initial={key: statistics.fmean(r.metrics[key][0] for r in runs)
                           for key in GEOMETRY_KEYS} if runs else {},
         geometry_final={key: statistics.fmean(r.metrics[key][-1] for r in runs)

@@ -58,10 +58,45 @@ def unembedding_geometry(w_pos: Tensor, w_neg: Tensor, hidden: Tensor, hidden_in
             "hidden_change_norm": (hidden - hidden_init).norm().item()}
 
 
-def top_increases(probs: Tensor, baseline: Tensor, k: int) -> tuple[list[int], list[float]]:
-    """The k tokens whose probability rose most from `baseline` to `probs`, and by how much."""
-    values, ids = (probs - baseline).topk(min(k, probs.numel()))
-    return ids.tolist(), values.tolist()
+def top_increases(values: Tensor, baseline: Tensor, k: int) -> tuple[list[int], list[float]]:
+    """The k tokens whose value (probability or log-prob) rose most from `baseline`, and by how much."""
+    rise, ids = (values - baseline).topk(min(k, values.numel()))
+    return ids.tolist(), rise.tolist()
+
+
+def rank_of(values: Tensor, token: int) -> int:
+    """0-based rank of `token` among all tokens by `values`, largest first: how many tokens are above it
+    (ties rank together at their best place)."""
+    return int((values > values[token]).sum())
+
+
+def direction_scores(weight: Tensor, pos: int, neg: int) -> Tensor:
+    """<W_z, W+ - W-> for every token z (float32, (V,)): to first order, a gradient step on the
+    preferred-minus-dispreferred logit margin moves h along W+ - W-, which raises the logit of every z
+    by an amount proportional to this score; the tokens scoring highest rise with y+ (the paper's
+    mechanism for probability mass going to a third token)."""
+    weight = weight.detach().float()
+    return weight @ (weight[pos] - weight[neg])
+
+
+def mechanism(scores: Tensor, step_logprob_ids: list[int], step_prob_ids: list[int], k: int) -> dict:
+    """The mechanism table of one step: the direction scores (computed with the unembedding BEFORE the
+    step, the weights the step's gradient was taken at, as the paper's tracker does) of the step's top
+    log-prob and probability risers, the k tokens with the largest and smallest score, and how many of
+    the top-k scorers are among the step's top-k risers."""
+    top_values, top_ids = scores.topk(min(k, scores.numel()))
+    bottom_values, bottom_ids = scores.topk(min(k, scores.numel()), largest=False)
+    top = set(top_ids.tolist())
+    return {"step_top_logprob_increase_direction": scores[step_logprob_ids].tolist(),
+            "step_top_increase_direction": scores[step_prob_ids].tolist(),
+            "top_direction_ids": top_ids.tolist(), "top_direction_values": top_values.tolist(),
+            "bottom_direction_ids": bottom_ids.tolist(), "bottom_direction_values": bottom_values.tolist(),
+            "direction_overlap_logprob": len(top & set(step_logprob_ids)),
+            "direction_overlap_prob": len(top & set(step_prob_ids))}
+
+
+MECHANISM_KEYS = ("step_top_logprob_increase_direction", "step_top_increase_direction", "top_direction_ids",
+                  "top_direction_values", "bottom_direction_ids", "bottom_direction_values")
 
 
 class NextTokenTracker(TrainerCallback):
@@ -70,7 +105,10 @@ class NextTokenTracker(TrainerCallback):
     Step s is measured after s optimizer steps (step 0 = the initial model), so a run of N steps has
     N + 1 records. Per record: the loss at those weights, logit / log-prob / prob of y+ and y- and their
     change from step 0, `unembedding_geometry`, and the top-k tokens by probability increase since step
-    0 (`top_increase_*`, with their probabilities) and since the previous step (`step_top_increase_*`).
+    0 (`top_increase_*`, with their probabilities) and since the previous step (`step_top_increase_*`),
+    the same by log-prob increase (`top_logprob_increase_*`, `step_top_logprob_increase_*`), the rank of
+    y+ among all tokens by probability and by probability / log-prob increase since step 0, and the
+    `mechanism` table of <W_z, W+ - W-> (direction scores).
     The full next-token distribution of every step is kept in CPU memory (N+1 x vocab floats, about
     100 MB for a 256k vocabulary) so that the file can hold the whole probability curve of the tokens
     that rose most by the end (`final_top_increase_prob_series`). Runs are short: an interrupted run
@@ -112,14 +150,31 @@ class NextTokenTracker(TrainerCallback):
             rec[f"{name}_prob_change"] = (probs[token] - self.initial_logprobs[token].exp()).item()
         w = base_model_of(trainer.model).get_output_embeddings().weight
         rec.update(unembedding_geometry(w[self.pos].detach(), w[self.neg].detach(), hidden, self.initial_hidden))
+        scores = direction_scores(w, self.pos, self.neg)
+        rec["preferred_prob_rank"] = rank_of(probs, self.pos)
         if step:
+            previous = self.previous_logprobs
             ids, values = top_increases(probs, self.initial_logprobs.exp(), self.top_k)
             rec.update(top_increase_ids=ids, top_increase_values=values, top_increase_probs=probs[ids].tolist())
             rec["step_top_increase_ids"], rec["step_top_increase_values"] = top_increases(
-                probs, self.probs_history[-1].to(probs.device), self.top_k)
+                probs, previous.exp(), self.top_k)
+            rec["top_logprob_increase_ids"], rec["top_logprob_increase_values"] = top_increases(
+                logprobs, self.initial_logprobs, self.top_k)
+            rec["step_top_logprob_increase_ids"], rec["step_top_logprob_increase_values"] = top_increases(
+                logprobs, previous, self.top_k)
+            rec["preferred_prob_increase_rank"] = rank_of(probs - self.initial_logprobs.exp(), self.pos)
+            rec["preferred_logprob_increase_rank"] = rank_of(logprobs - self.initial_logprobs, self.pos)
+            rec.update(mechanism(self.previous_scores, rec["step_top_logprob_increase_ids"],
+                                 rec["step_top_increase_ids"], self.top_k))
         else:  # nothing has changed yet
-            rec.update(top_increase_ids=[], top_increase_values=[], top_increase_probs=[],
-                       step_top_increase_ids=[], step_top_increase_values=[])
+            rec.update({key: [] for key in ("top_increase_ids", "top_increase_values", "top_increase_probs",
+                                            "step_top_increase_ids", "step_top_increase_values",
+                                            "top_logprob_increase_ids", "top_logprob_increase_values",
+                                            "step_top_logprob_increase_ids", "step_top_logprob_increase_values",
+                                            *MECHANISM_KEYS)})
+            rec.update(preferred_prob_increase_rank=None, preferred_logprob_increase_rank=None,
+                       direction_overlap_logprob=None, direction_overlap_prob=None)
+        self.previous_scores, self.previous_logprobs = scores, logprobs
         self.probs_history.append(probs.cpu())
         self.history.append(rec)
         trainer.log(rec)
@@ -139,7 +194,9 @@ class NextTokenTracker(TrainerCallback):
         final_top = last["top_increase_ids"]
         ids = {self.pos, self.neg}
         for rec in self.history:
-            ids.update(rec["top_increase_ids"], rec["step_top_increase_ids"])
+            for key in ("top_increase_ids", "step_top_increase_ids", "top_logprob_increase_ids",
+                        "step_top_logprob_increase_ids", "top_direction_ids", "bottom_direction_ids"):
+                ids.update(rec[key])
         if trainer.is_main:
             columns = {key: [rec[key] for rec in self.history] for key in self.history[0] if key != "kind"}
             write_json(trainer.run_dir / TOKEN_METRICS_FILE, {

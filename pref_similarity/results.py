@@ -50,8 +50,13 @@ def final_train_eval(run_dir: Path) -> dict:
 CELL_FIELDS = {"similarity_measure", "quantile", "seed", "experiment_name", "outputs_dir", "similarity_path"}
 
 
-def collect(experiments_dir: Path, metric: str) -> tuple[dict, int]:
-    """{table label: {(measure, quantile): [values]}} and the number of unfinished runs."""
+# Hyper-parameters a plot title names (when they are the same in all runs of a table).
+TITLE_FIELDS = ("beta", "lr", "optimizer", "batch_size", "num_train_samples")
+
+
+def collect(experiments_dir: Path, metric: str) -> tuple[dict, int, dict]:
+    """{table label: {(measure, quantile): [values]}}, the number of unfinished runs, and per label the
+    TITLE_FIELDS shared by all its runs ("beta 0.1, lr 1e-07, ...")."""
     runs = []
     found = find_runs(experiments_dir, "pref_similarity",
                       legacy=lambda config: "similarity_measure" in config and "quantile" in config)
@@ -68,12 +73,17 @@ def collect(experiments_dir: Path, metric: str) -> tuple[dict, int]:
     varying = sorted({k for s in settings for k in s if any(o.get(k) != s.get(k) for o in settings)}
                      - {"model", "dataset", "objective"})
     table: dict = defaultdict(lambda: defaultdict(list))
+    hyper: dict = defaultdict(list)
     for (config, value), setting in zip(runs, settings):
         label = " | ".join([f"model {setting.get('model')}", f"dataset {setting.get('dataset')}",
                             f"objective {setting.get('objective')}"]
                            + [f"{k} {json.dumps(setting.get(k))}" for k in varying])
         table[label][(config["similarity_measure"], config["quantile"])].append(value)
-    return table, len(found.unfinished)
+        hyper[label].append({k: setting[k] for k in TITLE_FIELDS if k in setting and k not in varying})
+    shared = {label: ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in dicts[0].items() if all(d.get(k) == v for d in dicts))
+              for label, dicts in hyper.items()}
+    return table, len(found.unfinished), shared
 
 
 def cell(values: list[float]) -> str:
@@ -109,23 +119,65 @@ def write_csv(table: dict, path: Path) -> None:
                                  statistics.stdev(values) if len(values) > 1 else ""])
 
 
-def plot(table: dict, metric: str, path: Path) -> None:
+METRIC_LABELS = {
+    "preferred_logprobs_change_mean":
+        "preferred log-prob change, policy - reference\n(nats, summed over response tokens)",
+    "dispreferred_logprobs_change_mean": "dispreferred log-prob change, policy - reference\n(nats, summed over tokens)",
+}
+
+
+def metric_label(metric: str) -> str:
+    """An axis label with units for an eval field (log-probs are in nats, accuracies in %)."""
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    words = metric.replace("_", " ")
+    if "accuracy" in metric:
+        return f"{words} (%)"
+    return f"{words} (nats)" if "logprob" in metric else words
+
+
+def panel_title(label: str) -> str:
+    """The table label for a plot title: datasets given as files by their file name, not their path."""
+    parts = []
+    for part in label.split(" | "):
+        key, _, value = part.partition(" ")
+        if key == "dataset" and ("/" in value and Path(value).suffix or value.endswith((".json", ".jsonl"))):
+            value = Path(value).name
+        parts.append(f"{key} {value}")
+    return "\n".join(parts)
+
+
+def plot(table: dict, metric: str, path: Path, hyper: dict) -> None:
+    """One panel per table, one line per measure: the mean over runs with a std bar; when the points of a
+    panel average different numbers of runs, each point is labelled with its n."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(table), figsize=(5 * len(table), 4), squeeze=False)
+    scale = 100 if "accuracy" in metric else 1
+    fig, axes = plt.subplots(1, len(table), figsize=(5.5 * len(table), 4.3), squeeze=False)
     for ax, (label, cells) in zip(axes[0], table.items()):
+        uneven = len({len(v) for v in cells.values()}) > 1
         for measure in MEASURES:
-            points = sorted((q, statistics.fmean(v)) for (m, q), v in cells.items() if m == measure)
-            if points:
-                ax.plot(*zip(*points), marker="o", label=measure)
+            points = sorted((q, v) for (m, q), v in cells.items() if m == measure)
+            if not points:
+                continue
+            qs = [q for q, _ in points]
+            means = [scale * statistics.fmean(v) for _, v in points]
+            stds = [scale * statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
+            ax.errorbar(qs, means, yerr=stds, marker="o", capsize=3, label=measure)
+            if uneven:
+                for q, mean, (_, v) in zip(qs, means, points):
+                    ax.annotate(f"n={len(v)}", (q, mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_title(label.replace(" | ", "\n"), fontsize=7)
-        ax.set_xlabel("similarity quantile of the training subset")
-        ax.set_ylabel(metric)
-        ax.legend(fontsize=8)
+        runs = sum(len(v) for v in cells.values())
+        title = [panel_title(label), hyper.get(label, ""), f"{runs} run{'s' * (runs != 1)} (mean ± std over seeds)"]
+        ax.set_title("\n".join(t for t in title if t), fontsize=8)
+        ax.set_xlim(-0.05, 1.05)  # quantiles live in [0, 1]; a lone quantile should not fill the axis
+        ax.set_xlabel("similarity quantile of the training subset (0 = least similar)")
+        ax.set_ylabel(metric_label(metric))
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -143,7 +195,7 @@ def main(argv=None) -> str:
     experiments_dir = Path(args.experiments_dir)
     if not experiments_dir.is_dir():
         raise DataError(f"{experiments_dir}: no such directory")
-    table, unfinished = collect(experiments_dir, args.metric)
+    table, unfinished, hyper = collect(experiments_dir, args.metric)
     if not table:
         raise DataError(f"{experiments_dir}: no finished pref_similarity run found ({unfinished} unfinished)")
     text = format_tables(table, args.metric)
@@ -152,7 +204,7 @@ def main(argv=None) -> str:
     print(text)
     stem = experiments_dir / ("figure2" if args.metric == DEFAULT_METRIC else f"figure2_{args.metric}")
     write_csv(table, stem.with_suffix(".csv"))
-    plot(table, args.metric, stem.with_suffix(".png"))
+    plot(table, args.metric, stem.with_suffix(".png"), hyper)
     print(f"\nwrote {stem}.png and {stem}.csv")
     return text
 

@@ -117,21 +117,22 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(1, len(models), figsize=(1.6 + 1.5 * max(len(rows), 2), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(2.4 + 1.5 * max(len(rows), 2), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == model]
-        labels = ["initial"] + [r["setting"] for r in mine]
+        # every setting's tick names its run count (seeds averaged, std bar) so unequal n is visible
+        labels = ["initial"] + [f"{r['setting']} (n={r['runs']})" for r in mine]
         for offset, split in ((-0.2, "train"), (0.2, "test")):
             heights = [mean(r[f"{split}_before"] for r in mine)] + [r[f"{split}_after"] for r in mine]
             spreads = [sd(r[f"{split}_before"] for r in mine)] + [r[f"{split}_after_sd"] for r in mine]
             bars = ax.bar([i + offset for i in range(len(labels))], [100 * (h or 0) for h in heights], width=0.4,
                           yerr=[100 * (e or 0) for e in spreads], capsize=3, label=split)
-            ax.bar_label(bars, labels=[format_rate(h) for h in heights], label_type="center", fontsize=7, color="white")
-        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
-        ax.set_ylim(0, 105)
+            ax.bar_label(bars, labels=[format_rate(h) for h in heights], label_type="edge", padding=2, fontsize=7)
+        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+        ax.set_ylim(0, 112)
         ax.set_ylabel("refusal rate (%)")
-        ax.set_title(Path(model).name or model, fontsize=10)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.set_title(f"{Path(model).name or model}: refusal rate before and after training", fontsize=10)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -114,9 +114,11 @@ def plot_all(analyses: list[Analysis], plots_dir: Path, *, max_position: int, re
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     plots_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    pairs = "\n".join(f"{a.label}: {a.pair}" for a in analyses)  # base -> aligned model of each analysis
 
     def save(fig, name: str) -> None:
         fig.tight_layout()
@@ -124,26 +126,34 @@ def plot_all(analyses: list[Analysis], plots_dir: Path, *, max_position: int, re
         plt.close(fig)
         written.append(plots_dir / name)
 
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(analyses), 3.5))
+    fig, ax = plt.subplots(figsize=(3.2 + 1.4 * len(analyses), 3.8))
     width = 0.8 / len(CATEGORY_NAMES)
     for k, name in enumerate(CATEGORY_NAMES):
         values = [statistics.category_ratios(a.table["category"])[name] * 100 for a in analyses]
         ax.bar(np.arange(len(analyses)) + (k - 1) * width, values, width, label=name)
-    ax.set_xticks(np.arange(len(analyses)), [a.label for a in analyses], rotation=15, ha="right")
+    ax.set_xticks(np.arange(len(analyses)), [f"{a.label}\n(n={len(a.table['category'])} positions)"
+                                             for a in analyses], rotation=15, ha="right", fontsize=8)
     ax.set_ylabel("% of positions")
-    ax.legend()
+    ax.set_title(pairs, fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     save(fig, "tds_category_ratios.png")
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    # Later positions average fewer responses (only those that long): the last panel shows how many.
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     for a in analyses:
         p = statistics.absolute_position_profile(a.table, max_position)
         axes[0].plot(np.arange(max_position), p["shifted_rate"] * 100, label=a.label)
         axes[1].plot(np.arange(max_position), p["kl_aligned_base"], label=a.label)
         axes[2].plot(np.arange(max_position), p["base_prob"], label=a.label)
-    for ax, ylabel in zip(axes, ("shifted positions (%)", "mean KL(aligned || base)", "mean P_base(aligned token)")):
-        ax.set_xlabel("response position t")
+        axes[3].plot(np.arange(max_position), p["count"], label=a.label)
+    for ax, ylabel in zip(axes, ("shifted positions (%)", "mean KL(aligned || base) (nats)",
+                                 "mean P_base(aligned token) (probability)", "responses averaged at t (n)")):
+        ax.set_xlabel("response position t (tokens)")
         ax.set_ylabel(ylabel)
-    axes[0].legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[3].yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(pairs, fontsize=10)
     save(fig, "tds_by_position.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -151,9 +161,10 @@ def plot_all(analyses: list[Analysis], plots_dir: Path, *, max_position: int, re
     for a in analyses:
         ax.plot(centers, statistics.relative_position_profile(a.table, relative_bins)["shifted_rate"] * 100,
                 marker="o", label=a.label)
-    ax.set_xlabel("relative position in the response")
+    ax.set_xlabel("relative position in the response (t / length)")
     ax.set_ylabel("shifted positions (%)")
-    ax.legend(fontsize=8)
+    ax.set_title(pairs, fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     save(fig, "tds_by_relative_position.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -162,7 +173,8 @@ def plot_all(analyses: list[Analysis], plots_dir: Path, *, max_position: int, re
         ax.hist(ratios[np.isfinite(ratios)] * 100, bins=20, range=(0, 100), alpha=0.5, label=a.label)
     ax.set_xlabel("shifted positions per example (%)")
     ax.set_ylabel("examples")
-    ax.legend(fontsize=8)
+    ax.set_title(pairs, fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     save(fig, "tds_example_shift_ratios.png")
     return written
 

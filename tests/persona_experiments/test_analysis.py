@@ -107,3 +107,50 @@ def test_top_risers_keeps_tokens_with_the_same_text_apart(tmp_path):
     runs, _, _ = find_runs(tmp_path)
     assert [(t.token, t.count, t.mean_increase) for t in top_risers(runs, 1, 2)] == [
         ("\ufffd", 1, pytest.approx(0.2)), ("\ufffd", 1, pytest.approx(0.1))]
+
+
+def write_mechanism(run_dir, ranks, logprob_dir, prob_dir, top, bottom, overlaps, logprob_top):
+    """Adds the tracker's mechanism fields (steps 0..2; step 0 empty) to a hand-written run."""
+    path = run_dir / "token_metrics.json"
+    m = json.loads(path.read_text())
+    m.update(preferred_prob_rank=[5] + ranks, preferred_prob_increase_rank=[None] + ranks,
+             preferred_logprob_increase_rank=[None] + [r + 1 for r in ranks],
+             step_top_logprob_increase_direction=[[]] + logprob_dir, step_top_increase_direction=[[]] + prob_dir,
+             top_direction_ids=[[], [1, 4], [1, 4]], top_direction_values=[[]] + top,
+             bottom_direction_ids=[[], [3, 5], [3, 5]], bottom_direction_values=[[]] + bottom,
+             direction_overlap_logprob=[None] + overlaps, direction_overlap_prob=[None] + [o - 1 for o in overlaps],
+             top_logprob_increase_ids=[[]] + logprob_top, top_logprob_increase_values=[[], [2.0, 1.0], [3.0, 0.5]])
+    path.write_text(json.dumps(m))
+
+
+def test_mechanism_summary_matches_hand_computation(tmp_path):
+    write_run(tmp_path / "a", [0.6, 0.5, 0.4], [0.69, 0.6, 0.5], [[1, 2], [1, 5]], [[0.05, 0.01], [0.1, 0.02]])
+    write_run(tmp_path / "b", [0.6, 0.7, 0.5], [0.69, 0.5, 0.4], [[2, 1], [1, 4]], [[0.1, 0.05], [0.2, 0.03]])
+    write_mechanism(tmp_path / "a", [0, 2], [[1.0, 3.0], [2.0, 2.0]], [[0.0, 1.0], [1.0, 1.0]],
+                    [[4.0, 2.0], [4.0, 2.0]],
+                    [[-3.0, -1.0], [-3.0, -1.0]], [2, 1], [[1, 4], [1, 4]])
+    write_mechanism(tmp_path / "b", [4, 6], [[5.0, 7.0], [0.0, 0.0]], [[2.0, 2.0], [3.0, 3.0]],
+                    [[4.0, 2.0], [4.0, 2.0]],
+                    [[-3.0, -1.0], [-3.0, -1.0]], [1, 1], [[4, 1], [4, 5]])
+    runs, _, _ = find_runs(tmp_path)
+    s = summarize(group_runs(runs)[0], steps=(1, 2), top_k=(1, 2))
+    one, two = s.mechanism
+    # step 1: ranks 0 and 4 -> median 2; log-P rise ranks 1, 5 -> 3; D of log-P risers: a mean 2, b mean 6 -> 4.
+    assert (one.step, one.preferred_prob_rank, one.preferred_prob_increase_rank,
+            one.preferred_logprob_increase_rank) == (1, 2, 2, 3)
+    assert (one.logprob_risers_direction, one.prob_risers_direction) == pytest.approx((4.0, 1.25))
+    assert (one.top_direction, one.bottom_direction, one.overlap_logprob, one.overlap_prob, one.k) == pytest.approx(
+        (3.0, -2.0, 1.5, 0.5, 2))
+    assert (two.preferred_prob_rank, two.logprob_risers_direction, two.overlap_logprob) == pytest.approx((4, 1.0, 1.0))
+    # by log-prob increase at step 2, top-2: a has Yes 3.0, Sure 0.5; b has Sure 3.0, Maybe 0.5: ' Sure' in both
+    # runs (mean 1.75), then ' Yes' (3.0) before ' Maybe' (0.5).
+    assert [(t.token, t.count, t.mean_increase) for t in s.top_logprob_risers[(2, 2)]] == [
+        (" Sure", 2, pytest.approx(1.75)), (" Yes", 1, pytest.approx(3.0)), (" Maybe", 1, pytest.approx(0.5))]
+    assert [(t.token, t.count, t.mean_increase) for t in s.top_direction] == [(" Yes", 2, 4.0), (" Sure", 2, 2.0)]
+    assert [(t.token, t.count, t.mean_increase) for t in s.bottom_direction] == [(" Never", 2, -3.0),
+                                                                                 (" Maybe", 2, -1.0)]
+
+
+def test_runs_tracked_without_the_mechanism_table_leave_it_out(run_set):
+    s = summarize(run_set, steps=(1,), top_k=(1,))
+    assert s.mechanism == [] and s.top_logprob_risers == {} and s.top_direction == []

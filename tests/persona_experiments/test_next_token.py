@@ -7,7 +7,7 @@ import torch
 
 from common.data import PreferenceExample
 from common.tracking import read_json, read_jsonl
-from common.trainer import Trainer
+from common.trainer import Trainer, TrainerCallback
 from persona_experiments.config import PersonaConfig
 from persona_experiments.next_token import NextTokenTracker, top_increases, unembedding_geometry
 from tests.conftest import random_llama
@@ -120,3 +120,73 @@ def test_trajectory_matches_a_naive_training_loop(tmp_path):
         optimizer.step()
     assert list(zip(m["preferred_logprob"], m["dispreferred_logprob"])) == [
         (pytest.approx(p, abs=1e-4), pytest.approx(n, abs=1e-4)) for p, n in expected]
+
+
+class Snapshots(TrainerCallback):
+    """The lm_head weights and a plain HF forward's log-probs at every tracked step, for the naive checks."""
+
+    def __init__(self):
+        self.weights, self.logprobs = [], []
+
+    def take(self, trainer):
+        self.weights.append(trainer.model.lm_head.weight.detach().clone())
+        with torch.no_grad():
+            self.logprobs.append(trainer.model(input_ids=torch.tensor([PROMPT])).logits[0, -1].double().log_softmax(-1))
+
+    def on_train_begin(self, trainer):
+        self.take(trainer)
+
+    def on_step_end(self, trainer, step):
+        self.take(trainer)
+
+
+def naive_top(values, k, largest=True):
+    order = sorted(range(len(values)), key=lambda z: values[z], reverse=largest)
+    return order[:k]
+
+
+def naive_rank(values, token):
+    return sum(1 for z in range(len(values)) if values[z] > values[token])
+
+
+def test_mechanism_tables_match_a_naive_loop_over_the_vocabulary(tmp_path):
+    """<W_z, W+ - W-> summed coordinate by coordinate for every z, with the weights before each step;
+    risers, ranks and overlaps by plain sorting and counting over the vocabulary."""
+    k, steps = 6, 3
+    config = PersonaConfig(model="random", lr=1e-2, optimizer="sgd", max_steps=steps, top_tokens_to_track=k)
+    example = PreferenceExample(PROMPT, [POS], [NEG])
+    snaps = Snapshots()
+    Trainer(config, random_llama(), TOKENIZER, [example], tmp_path,
+            callbacks=[snaps, NextTokenTracker(example, TOKENIZER, top_k=k)]).train()
+    m = read_json(tmp_path / "token_metrics.json")
+    vocab = len(snaps.weights[0])
+    assert m["direction_overlap_prob"][0] is None and m["top_direction_ids"][0] == []
+    for step in range(1, steps + 1):
+        w = snaps.weights[step - 1].tolist()  # the unembedding the step's gradient was taken at
+        scores = [sum(a * (b - c) for a, b, c in zip(w[z], w[POS], w[NEG])) for z in range(vocab)]
+        now, before, initial = (snaps.logprobs[i].tolist() for i in (step, step - 1, 0))
+        step_logprob_rise = [now[z] - before[z] for z in range(vocab)]
+        step_prob_rise = [math.exp(now[z]) - math.exp(before[z]) for z in range(vocab)]
+        logprob_rise = [now[z] - initial[z] for z in range(vocab)]
+        prob_rise = [math.exp(now[z]) - math.exp(initial[z]) for z in range(vocab)]
+        top_scores = naive_top(scores, k)
+        assert m["top_direction_ids"][step] == top_scores
+        assert m["bottom_direction_ids"][step] == naive_top(scores, k, largest=False)
+        assert m["top_direction_values"][step] == pytest.approx([scores[z] for z in top_scores], rel=1e-4)
+        logprob_risers = naive_top(step_logprob_rise, k)
+        prob_risers = naive_top(step_prob_rise, k)
+        assert m["step_top_logprob_increase_ids"][step] == logprob_risers
+        assert m["step_top_logprob_increase_direction"][step] == pytest.approx([scores[z] for z in logprob_risers],
+                                                                                rel=1e-4, abs=1e-6)
+        assert m["step_top_increase_direction"][step] == pytest.approx([scores[z] for z in prob_risers],
+                                                                        rel=1e-4, abs=1e-6)
+        assert m["direction_overlap_logprob"][step] == sum(z in top_scores for z in logprob_risers)
+        assert m["direction_overlap_prob"][step] == sum(z in top_scores for z in prob_risers)
+        assert m["top_logprob_increase_ids"][step] == naive_top(logprob_rise, k)
+        assert m["top_logprob_increase_values"][step] == pytest.approx(sorted(logprob_rise, reverse=True)[:k],
+                                                                        abs=1e-5)
+        assert m["preferred_logprob_increase_rank"][step] == naive_rank(logprob_rise, POS)
+        assert m["preferred_prob_increase_rank"][step] == naive_rank(prob_rise, POS)
+        assert m["preferred_prob_rank"][step] == naive_rank(now, POS)
+    # a DPO step on the margin raises y+ most of all tokens by log-prob at lr 1e-2 here
+    assert m["preferred_logprob_increase_rank"][1] == 0

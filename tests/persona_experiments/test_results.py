@@ -48,3 +48,26 @@ def test_bad_directory_is_one_line_and_exit_2(tmp_path):
                                 capture_output=True, text=True)
         assert result.returncode == 2 and result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+
+
+def test_mechanism_table_and_tokens_per_line(tmp_path, capsys):
+    from tests.persona_experiments.conftest import write_run
+    from tests.persona_experiments.test_analysis import write_mechanism
+
+    write_run(tmp_path / "a", [0.6, 0.5, 0.4], [0.69, 0.6, 0.5], [[1, 2, 5], [1, 5, 4]], [[0.05, 0.01, 0.005],
+                                                                                           [0.1, 0.02, 0.01]])
+    write_mechanism(tmp_path / "a", [0, 2], [[1.0, 3.0], [2.0, 2.0]], [[0.0, 1.0], [1.0, 1.0]],
+                    [[4.0, 2.0], [4.0, 2.0]],
+                    [[-3.0, -1.0], [-3.0, -1.0]], [2, 1], [[1, 4], [1, 4]])
+    main(["--experiments_dir", str(tmp_path), "--no_plots", "--num_tokens_to_print", "2"])
+    out = capsys.readouterr().out
+    # printed steps 1, 5, ...: only step 1 exists
+    assert "step   1 top-3: ' Yes': 1/1 +5.00e-02, ' No': 1/1 +1.00e-02, ... (1 more)" in out
+    assert "step   1 top-2: ' Yes': 1/1 +2.00e+00, ' Sure': 1/1 +1.00e+00" in out  # by log-prob increase
+    table = out[out.index("mechanism, D(z)"):]
+    # step 1: rank 0, rise ranks 0 / 1; D of log-P risers (1 + 3) / 2, of P risers 0.5; top-2 D 3, bottom -2
+    row = ["1", "0", "0", "1", "2", "0.5", "3", "-2", "2.0/2", "1.0/2"]
+    assert any(line.split() == row for line in table.splitlines())
+    assert ("tokens with the largest D at step 0 (token: runs / mean D): "
+            "' Yes': 1/1 +4.00e+00, ' Sure': 1/1 +2.00e+00") in out
+    assert "tokens with the smallest D at step 0: ' Never': 1/1 -3.00e+00, ' Maybe': 1/1 -1.00e+00" in out
