@@ -72,7 +72,7 @@ def test_scorer_reads_the_dataset_prompt_without_the_prompt_template(rebound_run
     # "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}") must get the bare prompt, not the
     # formatted one, or it would read the template twice. 1 base + 2 positive + 4 negative stages, 6 prompts each.
     stored = read_json(rebound_run / "config.json")
-    assert stored.pop("study") == "elasticity"
+    assert stored.pop("study") == "elasticity" and "data_sources.imdb" in stored.pop("data_files")
     config = ReboundConfig(**stored)
     questions = [e.prompt for e in load_splits(config).heldout[:6]]
     seen = json.loads((rebound_run.parent / "scorer_prompts.json").read_text())
