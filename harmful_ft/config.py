@@ -57,7 +57,8 @@ class DataConfig(TrainConfig):
 
     # SFT (the public code: AdamW, loss on response tokens only)
     objective: str = option("cross_entropy", help="the study trains with cross_entropy (SFT) only")
-    optimizer: str = option("adamw", choices=["rmsprop", "adam", "adamw", "sgd"])
+    optimizer: str = option("adamw", choices=["rmsprop", "adam", "adamw", "sgd", "mezo", "tezo"],
+                            help="mezo / tezo in the finetune stage: the forward-only (zeroth-order) attacker")
     defense: str = option("sft", help="alignment-stage defense (harmful_ft.defenses.DEFENSES): sft, vaccine, "
                                       "random_vaccine or booster; later stages name it for the model path")
 

@@ -22,7 +22,7 @@ from common.cli import exit_on_user_error, parse_options
 from common.config import option
 from common.errors import DataError
 
-KEYS = ("evaluated", "defense", "task", "p", "n", "judge")
+KEYS = ("evaluated", "defense", "attack_optimizer", "task", "p", "n", "judge")
 METRICS = ("hs", "fa_substring", "fa_strict", "fa")
 
 
@@ -46,7 +46,7 @@ def stats(values) -> tuple[Optional[float], Optional[float]]:
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """One row per (evaluated, defense, task, p, n, judge): mean and sample sd over the seeds."""
+    """One row per (evaluated, defense, attack optimizer, task, p, n, judge): mean and sample sd over the seeds."""
     groups = defaultdict(list)
     for r in rows:
         groups[tuple(r[k] for k in KEYS)].append(r)
@@ -66,12 +66,14 @@ def cell(mean: Optional[float], sd: Optional[float]) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = ["model", "method", "task", "p", "n", "seeds", "HS", "FA substring", "FA strict", "FA (gsm8k)", "judge"]
-    body = [["aligned" if r["evaluated"] == "align" else r["evaluated"], r["defense"] or "-", r["task"] or "-",
+    header = ["model", "method", "attack", "task", "p", "n", "seeds", "HS", "FA substring", "FA strict",
+              "FA (gsm8k)", "judge"]
+    body = [["aligned" if r["evaluated"] == "align" else r["evaluated"], r["defense"] or "-",
+             r["attack_optimizer"] or "-", r["task"] or "-",
              "-" if r["p"] is None else f"{r['p']:g}", "-" if r["n"] is None else r["n"], r["seeds"],
              *(cell(r[m], r[f"{m}_sd"]) for m in METRICS),
              r["judge"] + (" (stand-in)" if r["stand_in"] else "")] for r in rows]
-    return shared.format_table(header, body, align="lllrrrrrrrl")
+    return shared.format_table(header, body, align="llllrrrrrrrl")
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

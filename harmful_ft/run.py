@@ -208,7 +208,8 @@ def run_evaluate(config: EvaluateConfig, run_dir: Path) -> dict:
     attacked = evaluated == "finetune"
     return {"stage": "evaluate", "evaluated": evaluated, "defense": None if evaluated == "base" else config.defense,
             "task": config.task, "p": config.p if attacked else None,
-            "n": config.n if attacked else None, "hs": metrics.harmful_score(scores), **fa,
+            "n": config.n if attacked else None, "attack_optimizer": producer["optimizer"] if attacked else None,
+            "hs": metrics.harmful_score(scores), **fa,
             "judge": judge_name, "judge_offline_stand_in": judge_name in OFFLINE_STAND_INS,
             "hs_category_rates": category_rates, "protocol": config.protocol(),
             "num_harmful_prompts": len(harmful), "num_task_items": len(task_outputs)}

@@ -68,8 +68,23 @@ def test_results_table_and_csv(runs, capsys):
     out = capsys.readouterr().out
     assert "keyword_refusal (stand-in)" in out and "aligned" in out
     rows = list(csv.DictReader(open(runs / "harmful_ft_results.csv")))
-    assert [(r["evaluated"], r["p"]) for r in rows] == [("align", ""), ("base", ""), ("finetune", "0.0"),
-                                                      ("finetune", "0.2")]
+    assert [(r["evaluated"], r["p"], r["attack_optimizer"]) for r in rows] == [
+        ("align", "", ""), ("base", "", ""), ("finetune", "0.0", "adamw"), ("finetune", "0.2", "adamw")]
+
+
+def test_the_forward_only_attacker(runs, tmp_path, monkeypatch):
+    """Stage 2 with optimizer mezo (zeroth-order): forward passes only, its train records carry the
+    projected gradient (the evaluate stage and the table then name the attack optimizer)."""
+    monkeypatch.chdir(REPO)
+    plan = json.loads(PLAN.read_text())
+    finetune = {**plan["configurations"][1]["base_config"], "outputs_dir": str(tmp_path), "p": 0.2, "max_steps": 2,
+                "model": str(runs / "align_sft_s0" / "model"), "optimizer": "mezo", "lr": 1e-5,
+                "telemetry_every": 0, "experiment_name": "zo_attack"}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"configurations": [{"base_config": finetune}]}))
+    cli.main(["--plan_config_path", str(path)])
+    trained = [r for r in read_jsonl(tmp_path / "zo_attack" / "metrics.jsonl") if r["kind"] == "train"]
+    assert len(trained) == 2 and all("projected_grad" in r for r in trained)
 
 
 def bad_run(tmp_path, capsys, base: dict, *extra) -> str:
