@@ -21,6 +21,7 @@ import common.results as shared
 from common.cli import exit_on_user_error, parse_options
 from common.config import option
 from common.errors import DataError
+from common.tracking import read_jsonl
 
 KEYS = ("evaluated", "defense", "attack_optimizer", "task", "p", "n", "judge")
 METRICS = ("hs", "fa_substring", "fa_strict", "fa")
@@ -106,6 +107,26 @@ def main(argv=None) -> None:
     path = Path(args.csv) if args.csv else root / "harmful_ft_results.csv"
     write_csv(table, path)
     print(f"\ncsv: {path}")
+    for png in plot_finetune_telemetry(root):
+        print(f"telemetry: {png}")
+
+
+def plot_finetune_telemetry(root: Path) -> list[Path]:
+    """One PNG per finished finetune run with telemetry records (harmful and benign loss, and the refusal
+    log-prob, vs step), next to the CSV: how and when the alignment breaks, per method and p."""
+    from harmful_ft.telemetry import KIND, plot_telemetry
+
+    written = []
+    for run in shared.find_runs(root, "harmful_ft").finished:
+        if run.summary.get("stage") != "finetune" or not (run.dir / "metrics.jsonl").is_file():
+            continue
+        records = [r for r in read_jsonl(run.dir / "metrics.jsonl") if r.get("kind") == KIND]
+        if records:
+            c = run.config
+            title = (f"{c.get('defense')} -> {c.get('task')} p={c.get('p')} n={c.get('n')} "
+                     f"({c.get('optimizer')}, lr {c.get('lr')}, seed {c.get('seed')})")
+            written.append(plot_telemetry(records, root / f"telemetry_{run.dir.name}.png", title=title))
+    return written
 
 
 if __name__ == "__main__":

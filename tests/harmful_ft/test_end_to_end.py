@@ -68,6 +68,8 @@ def test_results_table_and_csv(runs, capsys):
     out = capsys.readouterr().out
     assert "keyword_refusal (stand-in)" in out and "aligned" in out
     rows = list(csv.DictReader(open(runs / "harmful_ft_results.csv")))
+    assert sorted(p.name for p in runs.glob("telemetry_*.png")) == [
+        "telemetry_finetune_sft_sst2_p0.0_n60_s0.png", "telemetry_finetune_sft_sst2_p0.2_n60_s0.png"]
     assert [(r["evaluated"], r["p"], r["attack_optimizer"]) for r in rows] == [
         ("align", "", ""), ("base", "", ""), ("finetune", "0.0", "adamw"), ("finetune", "0.2", "adamw")]
 
