@@ -33,6 +33,7 @@ from common.config import TrainConfig, to_dict
 from common.data import PreferenceExample, collate_pairs
 from common.distributed import make_accelerator
 from common.errors import DataError, TrainingError
+from common.losses import LOSSES
 from common.models import count_parameters, disable_dropout, enable_gradient_checkpointing, save_model
 from common.rundir import CHECKPOINT_DIR, checkpoint_candidates, install_checkpoint
 from common.strategies import PreferenceStrategy, StepStrategy, StepTerms
@@ -495,8 +496,6 @@ def train_examples(config: TrainConfig, run_dir: Path, model, tokenizer, train_s
 
 def check_pairs(objective: str, train_set: Sequence[PreferenceExample]) -> None:
     """A loss that compares y+ with y- needs a rejected response in every example (SFT data has none)."""
-    from common.losses import LOSSES
-
     loss = LOSSES.get(objective)
     missing = sum(e.rejected_ids is None for e in train_set)
     if loss is not None and loss.needs_rejected and missing:

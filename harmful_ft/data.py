@@ -179,9 +179,8 @@ def select(config) -> Selection:
     selection = Selection(harmful_eval, align, [], [], [], [])
     if not hasattr(config, "task"):
         return selection
-    taken |= {format_prompt(s, "plain") for s in align}
     rng = random.Random(f"harmful_ft:{config.data_seed}")
-    harmful_pool = distinct_prompts(beavertails(config, "30k_train", safe=False), taken)
+    harmful_pool = unused_harmful(config, selection)
     k = config.num_harmful()
     if k > len(harmful_pool):
         raise DataError(f"p={config.p}, n={config.n}: {k} harmful samples needed but the harmful pool (distinct "
@@ -202,9 +201,13 @@ def select(config) -> Selection:
     return selection
 
 
-def booster_harmful_set(config, selection: Selection) -> list[Sample]:
-    """Booster's harmful data during alignment: the first `num_align` distinct unsafe 30k_train prompts
-    (with their harmful answers) that are neither evaluation nor alignment prompts."""
+def unused_harmful(config, selection: Selection) -> list[Sample]:
+    """The distinct unsafe 30k_train prompts (with their harmful answers) that are neither evaluation nor
+    alignment prompts: the attack's harmful pool, and Booster's harmful set during alignment."""
     taken = {format_prompt(s, "plain") for s in selection.harmful_eval + selection.align}
-    pool = distinct_prompts(beavertails(config, "30k_train", safe=False), taken)
-    return pool[:config.num_align]
+    return distinct_prompts(beavertails(config, "30k_train", safe=False), taken)
+
+
+def booster_harmful_set(config, selection: Selection) -> list[Sample]:
+    """Booster's harmful data during alignment: the first `num_align` samples of `unused_harmful`."""
+    return unused_harmful(config, selection)[:config.num_align]

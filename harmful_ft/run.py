@@ -78,9 +78,9 @@ def telemetry_callbacks(config, selection: Selection, tokenizer) -> list:
     def examples(samples):
         return to_examples(config, tokenizer, samples[:k])[0]
 
+    alignment = examples(selection.align)  # their answers give the refusal log-prob, their prompts the drift
     return [Telemetry(examples(selection.harmful_eval), examples(selection.task_eval or selection.attack_benign),
-                      refusals=examples(selection.align), alignment=examples(selection.align),
-                      every=config.telemetry_every)]
+                      refusals=alignment, alignment=alignment, every=config.telemetry_every)]
 
 
 def train_stage(config, run_dir: Path, samples: Sequence[Sample], selection: Selection) -> dict:
