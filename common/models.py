@@ -128,8 +128,15 @@ def fit_max_length(config, model, name: str) -> None:
 def load_for_inference(name_or_path: str, *, dtype: str = "float32", device=None, trust_remote_code: bool = False):
     """A causal LM (eval mode, on `device`; default: cuda when available, else cpu) and its tokenizer,
     for sampling, judging or scoring. Free it with `del model; free_memory()` before the next loads."""
-    model, tokenizer = load_model_and_tokenizer(name_or_path, dtype=dtype, trust_remote_code=trust_remote_code)
-    return model.to(resolve_device(device)).eval(), tokenizer
+    return (load_inference_model(name_or_path, dtype=dtype, device=device, trust_remote_code=trust_remote_code),
+            load_tokenizer(name_or_path, trust_remote_code=trust_remote_code))
+
+
+def load_inference_model(name_or_path: str, *, dtype: str = "float32", device=None, trust_remote_code: bool = False):
+    """The model of `load_for_inference` alone, frozen (for callers that share one tokenizer between
+    models, e.g. TDS's base and aligned models or elasticity's reference model)."""
+    model = load_model(name_or_path, dtype=dtype, trust_remote_code=trust_remote_code)
+    return model.to(resolve_device(device)).eval().requires_grad_(False)
 
 
 def resolve_device(device: Optional[str] = None) -> torch.device:

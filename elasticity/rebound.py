@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from common.distributed import process_state
 from common.errors import DataError
-from common.models import free_memory, load_model, load_tokenizer
+from common.models import free_memory, load_inference_model, load_tokenizer
 from elasticity.compression import encode_texts
 from elasticity.datasets import encode_examples, format_prompt, load_splits, source_of, with_label
 from elasticity.kl import KLCallback
@@ -97,8 +97,8 @@ def run_rebound(config, run_dir: Path) -> dict:
     sets = compression_sets(config, tokenizer)
     kl_set = encode_texts(tokenizer, as_texts(config, splits.heldout[:config.num_kl_examples]),
                           use_chat_template=config.use_chat_template)
-    base = load_model(base_path, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
-    base.to(process_state().device).eval().requires_grad_(False)
+    base = load_inference_model(base_path, dtype=config.dtype, device=process_state().device,
+                                trust_remote_code=config.trust_remote_code)
     num_parameters = base.num_parameters()
     scorer = LazyScorer(config)
 

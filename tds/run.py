@@ -15,7 +15,7 @@ import numpy as np
 from common.data import load_records
 from common.distributed import process_state
 from common.errors import DataError
-from common.models import load_model, load_tokenizer
+from common.models import load_inference_model, load_tokenizer
 from common.tracking import logger, read_jsonl, write_json, write_jsonl
 from tds import statistics
 from tds.analysis import token_shifts
@@ -95,7 +95,8 @@ def run_analysis(config: TDSConfig, run_dir: Path) -> dict:
     check_same_tokenizer(base_tokenizer, tokenizer, config.base_model, config.aligned_model)
 
     def model(name: str):
-        return load_model(name, dtype=config.dtype, trust_remote_code=config.trust_remote_code).to(state.device).eval()
+        return load_inference_model(name, dtype=config.dtype, device=state.device,
+                                    trust_remote_code=config.trust_remote_code)
 
     records = None if config.generate else given_records(config)  # bad data fails before models load
     aligned_model = model(config.aligned_model)

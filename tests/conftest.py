@@ -11,6 +11,15 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForC
 torch.set_num_threads(2)
 
 
+def single_thread():
+    """Token-by-token generation of tiny models is latency-bound: one thread is faster on a shared CPU.
+    Packages that generate a lot bind it as an autouse fixture in their conftest.py."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, str]:
     """Paths of the tiny models {"base": ..., "chat": ...}, built once (a no-op when cached)."""

@@ -1,11 +1,5 @@
 import pytest
-import torch
 
+from tests.conftest import single_thread
 
-@pytest.fixture(autouse=True, scope="package")
-def one_thread():
-    """Token-by-token generation of tiny models is latency-bound: one thread is faster on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="package")(single_thread)
