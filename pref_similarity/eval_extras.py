@@ -21,8 +21,9 @@ log pi_ref(o_t) on the scored tokens o_t (the response, or prompt and response w
 - `generation_token_lengths_{mean,std,min,max}`: sampled tokens per response;
   `generation_word_lengths_{mean,std,min,max}`: `[a-zA-Z_]+` words in the decoded response (std over
   the responses, population).
-The responses go to metrics.jsonl as a record of kind "generation". The reference is a frozen copy of
-the initial model (loaded from `model`), or the same model with its LoRA adapters disabled.
+The responses (text and token ids) go to metrics.jsonl as a record of kind "generation". The
+reference is a frozen copy of the initial model (loaded from `model`), or with `lora` the policy with
+its adapters disabled.
 """
 from __future__ import annotations
 
@@ -173,7 +174,7 @@ class EvalExtras(TrainerCallback):
                                         trainer.autocast)
         texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
         trainer.log({"kind": "generation", "split": SPLIT, "step": trainer.step,
-                     "responses": [{"index": trainer.train_set[i].index, "response": t}
-                                   for i, t in zip(indices, texts)]})
+                     "responses": [{"index": trainer.train_set[i].index, "response": t, "response_ids": r}
+                                   for i, t, r in zip(indices, texts, responses)]})
         return {**kl_estimates(policy, ref), **spread("generation_token_lengths", [len(r) for r in responses]),
                 **spread("generation_word_lengths", [len(WORD.findall(t)) for t in texts])}
