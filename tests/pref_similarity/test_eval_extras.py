@@ -187,3 +187,11 @@ def test_generation_eval_off_keeps_the_set_figures(tiny_models, similarities, tm
     assert not [r for r in records if r["kind"] == "generation"]
     final_eval = [r for r in records if r["kind"] == "eval"][-1]
     assert "pi_logratios_mean" in final_eval and not [k for k in final_eval if k.startswith("generation_")]
+
+
+def test_with_lora_the_reference_is_the_policy_without_its_adapters(tiny_models, similarities, tmp_path):  # noqa: F811
+    run_dir = run_plan(tmp_path, tiny_models, similarities, lr=1e-2, save_model=False,
+                       lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    start, end = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "eval"]
+    assert start["generation_policykl"] == pytest.approx(0, abs=1e-6)
+    assert abs(end["generation_sequence_policykl"]) > 1e-3  # adapters on (policy) vs off (reference)
