@@ -26,8 +26,8 @@ class QuantileRunConfig(TrainConfig):
     # responses to prompts of the first training batch; their lengths and approximate KL to the reference.
     generation_eval: bool = option(True, help="sample responses at each evaluation (loads a frozen reference "
                                               "copy of the model unless lora is set)")
-    generation_eval_prompts: int = option(4, min=1, help="prompts of the first training batch sampled (at most the batch; the "
-                                                         "public runner: one batch of its 4 per process)")
+    generation_eval_prompts: int = option(4, min=1, help="prompts of the first training batch sampled (at most "
+                                                         "the batch; the public runner: its 4-example batch)")
     generation_eval_max_new_tokens: int = option(256, min=1, help="at most this many sampled tokens")
     generation_eval_max_prompt_length: int = option(0, min=0, help="0: the prompt as trained; n: its first n "
                                                                    "tokens (the public runner: 128)")
