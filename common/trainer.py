@@ -56,6 +56,10 @@ class TrainerCallback:
     def on_evaluate(self, trainer: "Trainer", step: int) -> None:
         pass
 
+    def eval_metrics(self, trainer: "Trainer", name: str, chosen: torch.Tensor,
+                     rejected: Optional[torch.Tensor]) -> Optional[dict]:
+        """Return extra metrics for eval set `name`'s record (reference log-probs: trainer.reference)."""
+
     def on_train_end(self, trainer: "Trainer") -> Optional[dict]:
         """Return entries to add to the run's summary."""
 
@@ -268,6 +272,8 @@ class Trainer:
             else:
                 chosen, rejected = self.score_all(examples)
             results[name] = preference_metrics(chosen, rejected, ref_chosen, ref_rejected)
+            for extra in self.run_callbacks("eval_metrics", name, chosen, rejected):
+                results[name].update(extra or {})
             self.log({"kind": "eval", "split": name, "step": step, **results[name]})
         self.run_callbacks("on_evaluate", step)
         return results

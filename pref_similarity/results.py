@@ -8,7 +8,9 @@ setting (model, dataset, objective and any other config field that differs betwe
 a row per measure, a column per quantile, mean ± std over runs that differ only in seed, and
 `q_max - q_min`, the change from the least to the most similar subset. Writes `figure2.png` (one
 panel per table, one line per measure) and `figure2.csv` into DIR (`figure2_<metric>.*` for another
---metric).
+--metric). When the runs logged the public runner's other eval figures (eval loss, pi_logratios_mean,
+the y+ probability change, the generation eval's response length and sequence KL), a second table per
+setting lists their final values by measure and quantile.
 """
 from __future__ import annotations
 
@@ -54,15 +56,18 @@ CELL_FIELDS = {"similarity_measure", "quantile", "seed", "experiment_name", "out
 TITLE_FIELDS = ("beta", "lr", "optimizer", "batch_size", "num_train_samples")
 
 
-def collect(experiments_dir: Path, metric: str) -> tuple[dict, int, dict]:
+def collect(experiments_dir: Path, metric: str, required: bool = True) -> tuple[dict, int, dict]:
     """{table label: {(measure, quantile): [values]}}, the number of unfinished runs, and per label the
-    TITLE_FIELDS shared by all its runs ("beta 0.1, lr 1e-07, ...")."""
+    TITLE_FIELDS shared by all its runs ("beta 0.1, lr 1e-07, ..."). A run without `metric` is an
+    error, or left out when not `required`."""
     runs = []
     found = find_runs(experiments_dir, "pref_similarity",
                       legacy=lambda config: "similarity_measure" in config and "quantile" in config)
     for run in found.finished:
         config, run_dir = run.config, run.dir
         record = final_train_eval(run_dir)
+        if metric not in record and not required:
+            continue
         if metric not in record:
             raise DataError(f"{run_dir}: eval records have no {metric!r}; choose one of "
                             f"{', '.join(k for k in record if k not in ('kind', 'split', 'step'))}")
@@ -106,6 +111,27 @@ def format_tables(table: dict, metric: str) -> str:
             spread = f"{means[max(means)] - means[min(means)]:.4g}" if len(means) > 1 else "-"
             rows.append([m] + [cell(cells.get((m, q), [])) for q in quantiles] + [spread])
         lines += ["", f"{label} | runs {sum(len(v) for v in cells.values())}", format_table(header, rows)]
+    return "\n".join(lines)
+
+
+# The public runner's other eval figures (pref_similarity/eval_extras.py), with short column names.
+EXTRA_METRICS = {"loss": "loss", "pi_logratios_mean": "pi_logratios", "preferred_probs_change_mean": "p(y+) change",
+                 "generation_token_lengths_mean": "gen tokens", "generation_sequence_policykl": "gen seq KL"}
+
+
+def format_extras(extras: dict) -> str:
+    """{metric: collect()'s table} as one table per setting: a row per (measure, quantile), a column per
+    metric some run logged, mean ± std over runs ("" when no run has any of them)."""
+    labels = list(dict.fromkeys(label for table in extras.values() for label in table))
+    lines = []
+    for label in labels:
+        present = [m for m in extras if extras[m].get(label)]
+        keys = sorted({key for m in present for key in extras[m][label]},
+                      key=lambda key: (MEASURES.index(key[0]) if key[0] in MEASURES else len(MEASURES), key[1]))
+        rows = [[measure, f"{q:g}"] + [cell(extras[m][label].get((measure, q), [])) for m in present]
+                for measure, q in keys]
+        lines += ["", f"final eval of the training subset: {label}",
+                  format_table(["measure", "quantile"] + [EXTRA_METRICS[m] for m in present], rows)]
     return "\n".join(lines)
 
 
@@ -199,6 +225,8 @@ def main(argv=None) -> str:
     if not table:
         raise DataError(f"{experiments_dir}: no finished pref_similarity run found ({unfinished} unfinished)")
     text = format_tables(table, args.metric)
+    extras = {m: collect(experiments_dir, m, required=False)[0] for m in EXTRA_METRICS if m != args.metric}
+    text += format_extras({m: t for m, t in extras.items() if t})
     if unfinished:
         text += f"\n\n({unfinished} unfinished runs left out)"
     print(text)

@@ -7,7 +7,9 @@ and dataset, tokenizes and truncates the examples as the computation did (`max_l
 Trainer (any core loss, `sft_coeff`) and evaluates on that training subset before and after:
 `metrics.jsonl` eval records of split "train" carry `preferred_logprobs_change_mean` (policy minus
 reference summed log-prob of y+, averaged), its dispreferred twin, the means, probabilities and
-accuracies. `selected_examples.jsonl` lists the chosen indices with their measure values.
+accuracies, and the public runner's extras (`pref_similarity.eval_extras`: eval loss,
+`pi_logratios_mean`, reference probabilities and their changes, a generation eval on a training batch).
+`selected_examples.jsonl` lists the chosen indices with their measure values.
 """
 from __future__ import annotations
 
@@ -72,6 +74,7 @@ def run(config: QuantileRunConfig, run_dir: Path) -> dict:
     from common.models import load_for_training
     from common.preference_data import Tokenization, tokenize_pairs
     from common.trainer import train_examples
+    from pref_similarity.eval_extras import SPLIT, EvalExtras
     from pref_similarity.preference_sets import load_preference_set
     from pref_similarity.selection import quantile_window
 
@@ -107,6 +110,7 @@ def run(config: QuantileRunConfig, run_dir: Path) -> dict:
         write_jsonl(run_dir / "selected_examples.jsonl",
                     [{"index": i, config.similarity_measure: values[i]} for i in selected])
 
-    summary = train_examples(config, run_dir, model, tokenizer, train_set, eval_sets={"train": train_set})
+    summary = train_examples(config, run_dir, model, tokenizer, train_set, eval_sets={SPLIT: train_set},
+                             callbacks=[EvalExtras(config)])
     return {**summary, "num_examples": len(train_set), "candidates": len(examples), "truncation": counts.as_dict(),
             "measure_min": min(window), "measure_mean": statistics.fmean(window), "measure_max": max(window)}

@@ -9,7 +9,8 @@ from pref_similarity.results import main
 TITLE = "model m | dataset d.jsonl | objective dpo"
 
 
-def make_run(root, name, measure, quantile, seed, change, finished=True, model="m", dataset="d.jsonl", lr=1e-7):
+def make_run(root, name, measure, quantile, seed, change, finished=True, model="m", dataset="d.jsonl", lr=1e-7,
+             extras=None):
     run_dir = root / name
     run_dir.mkdir(parents=True)
     config = {"model": model, "dataset": dataset, "objective": "dpo", "similarity_measure": measure,
@@ -17,7 +18,8 @@ def make_run(root, name, measure, quantile, seed, change, finished=True, model="
     (run_dir / "config.json").write_text(json.dumps(config))
     records = [{"kind": "eval", "split": "train", "step": 0, "preferred_logprobs_change_mean": 0.0},
                {"kind": "train", "step": 1, "loss": 0.6},
-               {"kind": "eval", "split": "train", "step": 2, "preferred_logprobs_change_mean": change}]
+               {"kind": "eval", "split": "train", "step": 2, "preferred_logprobs_change_mean": change,
+                **(extras or {})}]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     if finished:
         (run_dir / "summary.json").write_text('{"status": "finished"}')
@@ -88,3 +90,21 @@ def test_damaged_run_is_a_one_line_error(tmp_path, capsys, damage, message):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_the_public_runners_other_eval_figures_are_tabulated_when_logged(tmp_path, capsys):
+    make_run(tmp_path, "a", "ches", 0, 0, -1.0, extras={"loss": 0.6, "generation_sequence_policykl": 0.5})
+    make_run(tmp_path, "b", "ches", 0, 1, -3.0, extras={"loss": 0.4, "generation_sequence_policykl": 1.5})
+    make_run(tmp_path, "c", "ches", 1, 0, -10.0, extras={"loss": 0.2})
+    main(["--experiments_dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(f"final eval of the training subset: {TITLE}")
+    assert lines[start + 1].split() == ["measure", "quantile", "loss", "gen", "seq", "KL"]
+    assert lines[start + 3].split() == ["ches", "0", "0.5", "±0.14", "1", "±0.71"]  # line 2: a rule
+    assert lines[start + 4].split() == ["ches", "1", "0.2", "-"]
+
+
+def test_runs_without_the_other_eval_figures_print_no_second_table(tmp_path, capsys):
+    make_run(tmp_path, "a", "ches", 0, 0, -1.0)
+    main(["--experiments_dir", str(tmp_path)])
+    assert "final eval of the training subset" not in capsys.readouterr().out
