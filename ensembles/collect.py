@@ -23,10 +23,10 @@ from typing import Union
 import numpy as np
 import torch
 
-from common.data import collate_sequences, encode_completion, encode_prompt
+from common.data import collate_sequences, encode_completion, encode_prompt, load_records
 from common.errors import DataError
 from common.logprobs import sequence_logprobs
-from common.tracking import logger, read_json, read_jsonl, write_json
+from common.tracking import logger, read_json, write_json
 from ensembles.config import EnsembleConfig, member_name
 
 
@@ -55,28 +55,35 @@ class MultipleChoiceSet:
         return len(self.choices[0])
 
 
-def read_multiple_choice(path: str, max_samples: int = -1) -> MultipleChoiceSet:
-    """Rows {"question", "choices", "answer"}; every row must have as many choices (the shared space)."""
-    if not Path(path).is_file():
-        raise DataError(f"dataset_path {path}: no such file (python -m ensembles.fixtures writes the tiny set)")
-    rows = read_jsonl(path)
+def read_multiple_choice(source: str, max_samples: int = -1, *, split: str = "test", name: str = "",
+                         prefix: str = "", suffix: str = "") -> MultipleChoiceSet:
+    """Rows {"question", "choices", "answer"} (MMLU's own fields) of a local file or a hub dataset; every row
+    must have as many choices (the shared space). The question the members see is prefix + question + suffix."""
+    rows = load_records(source, split=split, name=name or None)
     rows = rows if max_samples < 0 else rows[:max_samples]
     if not rows:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"{source}: no rows")
     width = None
     for line, row in enumerate(rows, start=1):
         if not isinstance(row.get("question"), str) or not isinstance(row.get("choices"), list):
-            raise DataError(f"{path}:{line}: a row needs \"question\" (text) and \"choices\" (a list of texts)")
+            raise DataError(f"{source}:{line}: a row needs \"question\" (text) and \"choices\" (a list of texts)")
         width = width or len(row["choices"])
         if len(row["choices"]) != width or width < 2:
-            raise DataError(f"{path}:{line}: {len(row['choices'])} choices where row 1 has {width}; the members' "
+            raise DataError(f"{source}:{line}: {len(row['choices'])} choices where row 1 has {width}; the members' "
                             f"probability vectors need one shared answer space (the same number of choices, >= 2)")
         answer = row.get("answer")
         if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < width:
-            raise DataError(f"{path}:{line}: \"answer\" must be the index (0..{width - 1}) of the right choice, "
+            raise DataError(f"{source}:{line}: \"answer\" must be the index (0..{width - 1}) of the right choice, "
                             f"got {answer!r}")
-    return MultipleChoiceSet([r["question"] for r in rows], [list(map(str, r["choices"])) for r in rows],
+    return MultipleChoiceSet([prefix + r["question"] + suffix for r in rows],
+                             [list(map(str, r["choices"])) for r in rows],
                              np.array([r["answer"] for r in rows], dtype=np.int64))
+
+
+def read_config_set(config: EnsembleConfig) -> MultipleChoiceSet:
+    return read_multiple_choice(config.dataset_path, config.max_samples, split=config.dataset_split,
+                                name=config.dataset_name, prefix=config.question_prefix,
+                                suffix=config.question_suffix)
 
 
 def resolve_model(source: str) -> str:

@@ -16,9 +16,14 @@ class EnsembleConfig(RunConfig):
                                                     "other studies (their model/ subfolder); or objects {\"model\": "
                                                     "..., \"name\": ..., \"perturb_std\": s, \"perturb_seed\": k} "
                                                     "(weights + s * std(w) * seeded noise: a cheap seed variant)")
-    dataset_path: str = option("", data_path=True, help="JSONL multiple-choice set: question, choices (the same "
+    dataset_path: str = option("", data_path=True, help="multiple-choice set, rows {question, choices (the same "
                                                         "number on every row: the shared answer space), answer "
-                                                        "(index of the right choice)")
+                                                        "(index of the right choice)}: a .jsonl/.json/.parquet/.csv "
+                                                        "file, a save_to_disk directory or a hub dataset (cais/mmlu)")
+    dataset_name: str = option("", help="the hub dataset's config name (cais/mmlu: all)")
+    dataset_split: str = option("test", help="split of a hub dataset or a directory of <split>.jsonl")
+    question_prefix: str = option("", help="written before each question (e.g. \"Question: \")")
+    question_suffix: str = option("", help="written after each question, before a choice (e.g. \"\\nAnswer:\")")
     max_samples: int = option(-1, help="first N rows of the set; -1 = all")
     option_score: str = option("mean", choices=["sum", "mean"],
                                help="a choice's score: summed or per-token mean log-prob of its tokens after the "

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from common.tracking import logger, write_jsonl
-from ensembles.collect import Member, collect_pool, read_multiple_choice
+from ensembles.collect import Member, collect_pool, read_config_set
 from ensembles.config import EnsembleConfig
 from ensembles.fusion import FusionSettings, fit_fusion
 from ensembles.metrics import accuracy, fleiss_kappa, focal_diversity, generalized_diversity, plurality_vote
@@ -64,7 +64,7 @@ def team_record(members: tuple[int, ...], names: list[str], probs: np.ndarray, l
 
 
 def run(config: EnsembleConfig, run_dir: Path) -> dict:
-    data = read_multiple_choice(config.dataset_path, config.max_samples)
+    data = read_config_set(config)
     names = [Member.of(entry).name for entry in config.pool]
     probs = np.exp(collect_pool(config, run_dir, data)).transpose(1, 0, 2)  # (samples, members, classes)
     labels, num_classes = data.labels, data.num_classes
