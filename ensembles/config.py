@@ -47,6 +47,11 @@ class EnsembleConfig(RunConfig):
     fusion_lr: float = option(1e-3, min=0.0, min_exclusive=True, help="Adam lr of the fusion MLP (paper: 1e-3)")
     fusion_batch_size: int = option(32, min=1)
     fusion_hidden: int = option(100, min=1, help="width of the MLP's two hidden layers (paper: 100)")
+    marl_focal: bool = option(True, help="train MARL-Focal's decider and aggregator on the whole pool (train split) "
+                                         "and report the frozen agents' test accuracy")
+    marl_epochs: int = option(100, min=1)
+    marl_size_penalty: float = option(0.2, min=0.0, help="decider reward: +1 right / -1 wrong, minus this x "
+                                                         "team size / pool size")
 
     def validate(self) -> None:
         super().validate()

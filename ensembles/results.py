@@ -92,6 +92,10 @@ def main(argv=None) -> None:
         print(members_table(run.summary))
         print()
         print(teams_table(run.summary))
+        marl = run.summary.get("marl_focal")
+        if marl:
+            print(f"MARL-Focal ({marl['protocol']}): test accuracy {marl['test_accuracy']:.3f}, mean team size "
+                  f"{marl['mean_team_size']:.2f}")
         print()
     plot_path = Path(args.plot) if args.plot else root / "diversity_vs_accuracy.png"
     plot(runs, root, plot_path)

@@ -8,7 +8,9 @@ One run:
    thresholded, the top k kept (ensembles/pruning.py);
 4. fuses each kept team and the whole pool with TOPLA-Weighted (ensembles/fusion.py: trained on train,
    epoch picked on validation);
-5. reports on the test split: each member's accuracy, and per team its focal diversity, generalized
+5. optionally trains MARL-Focal's decider and aggregator on the whole pool (ensembles/marl_focal.py),
+   evaluated frozen, without test labels;
+6. reports on the test split: each member's accuracy, and per team its focal diversity, generalized
    diversity, Fleiss' kappa, plurality-vote accuracy and fused accuracy (summary.json, teams.jsonl).
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from common.tracking import logger, write_jsonl
 from ensembles.collect import Member, collect_pool, read_config_set
 from ensembles.config import EnsembleConfig
 from ensembles.fusion import FusionSettings, fit_fusion
+from ensembles.marl_focal import MarlSettings, fit_agents
 from ensembles.metrics import accuracy, fleiss_kappa, focal_diversity, generalized_diversity, plurality_vote
 from ensembles.pruning import prune, team_sizes
 
@@ -63,6 +66,17 @@ def team_record(members: tuple[int, ...], names: list[str], probs: np.ndarray, l
             "fusion_best_epoch": fusion.best_epoch}
 
 
+def marl_focal_record(probs: np.ndarray, labels: np.ndarray, splits: dict, config: EnsembleConfig) -> dict:
+    train, val, test = splits["train"], splits["validation"], splits["test"]
+    fitted = fit_agents(probs[train], labels[train], probs[val], labels[val],
+                        MarlSettings(config.marl_epochs, config.fusion_lr, config.fusion_batch_size,
+                                     config.fusion_hidden, config.marl_size_penalty, config.seed))
+    answers, teams = fitted.predict(probs[test])
+    return {"protocol": "frozen agents, trained on the train split, no test labels",
+            "test_accuracy": accuracy(answers, labels[test]), "mean_team_size": float(teams.sum(1).mean()),
+            "selection_rate": teams.mean(0).tolist(), "best_epoch": fitted.best_epoch}
+
+
 def run(config: EnsembleConfig, run_dir: Path) -> dict:
     data = read_config_set(config)
     names = [Member.of(entry).name for entry in config.pool]
@@ -85,6 +99,7 @@ def run(config: EnsembleConfig, run_dir: Path) -> dict:
     whole = tuple(range(len(names)))
     pool = team_record(whole, names, probs, labels, splits, config, focal_diversity(correct[val]))
     write_jsonl(run_dir / "teams.jsonl", [{**t, "rank": r} for r, t in enumerate(teams, start=1)])
-    return {"num_samples": len(labels), "num_classes": num_classes,
+    marl = marl_focal_record(probs, labels, splits, config) if config.marl_focal else None
+    return {"marl_focal": marl, "num_samples": len(labels), "num_classes": num_classes,
             "split_sizes": {s: len(splits[s]) for s in SPLITS}, "members": members, "pool": pool, "teams": teams,
             "best_member_test_accuracy": max(m["test_accuracy"] for m in members)}

@@ -28,7 +28,7 @@ def finished(tiny_models, tmp_path_factory):
                  {"model": tiny_models["chat"], "perturb_std": 0.6, "perturb_seed": 1},
                  {"model": tiny_models["chat"], "perturb_std": 0.8, "perturb_seed": 3, "name": "noisy"}],
         "dataset_path": str(OUTPUT_DIR / "facts_mc.jsonl"), "max_samples": NUM_SAMPLES, "device": "cpu",
-        "batch_size": 64, "top_k": 3, "fusion_epochs": 10, "outputs_dir": str(root / "runs"),
+        "batch_size": 64, "top_k": 3, "fusion_epochs": 10, "marl_epochs": 10, "outputs_dir": str(root / "runs"),
         "experiment_name": "pool"}}]}
     (root / "plan.json").write_text(json.dumps(plan))
     run_plan(root / "plan.json", EnsembleConfig, run)
@@ -54,6 +54,8 @@ def test_collection_is_columnar_and_consistent(finished):
     assert test_accuracy[0] > 0.9 and test_accuracy[3] < test_accuracy[0]  # noise makes errors
     assert len(summary["teams"]) == 3 and summary["pool"]["members"] == [0, 1, 2, 3]
     assert all(0 <= t["fused_accuracy"] <= 1 and t["size"] >= 2 for t in summary["teams"])
+    marl = summary["marl_focal"]
+    assert 0 <= marl["test_accuracy"] <= 1 and 1 <= marl["mean_team_size"] <= 4 and "no test labels" in marl["protocol"]
     focal = [t["validation_focal_diversity"] for t in summary["teams"]]
     assert focal == sorted(focal, reverse=True)
 
@@ -76,5 +78,5 @@ def test_results_printer(finished, capsys):
     root, run_dir = finished
     results.main(["--experiments_dir", str(root / "runs")])
     out = capsys.readouterr().out
-    assert "other_study_run" in out and "fused acc" in out and "pool  0+1+2+3" in out
+    assert "other_study_run" in out and "fused acc" in out and "pool  0+1+2+3" in out and "MARL-Focal (frozen" in out
     assert (root / "runs" / "diversity_vs_accuracy.png").stat().st_size > 1000
