@@ -151,9 +151,11 @@ def save_array(path: Path, array: np.ndarray) -> None:
 
 def collect_pool(config: EnsembleConfig, run_dir: Path, data: MultipleChoiceSet) -> np.ndarray:
     """(members, samples, choices) log-probabilities of the pool, loading the members stored already."""
-    from common.models import free_memory, load_for_inference
+    from common.models import check_model_source, free_memory, load_for_inference
 
     members = [Member.of(entry) for entry in config.pool]
+    for member in members:  # a missing member fails before the others are scored, not after
+        check_model_source(resolve_model(member.model))
     directory = run_dir / "members"
     directory.mkdir(parents=True, exist_ok=True)
     save_array(run_dir / "labels.npy", data.labels)

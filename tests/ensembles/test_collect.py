@@ -79,3 +79,14 @@ def test_a_run_directory_stands_for_its_saved_model(tmp_path):
 
 def test_multiple_choice_set_width():
     assert MultipleChoiceSet(["q"], [["a", "b", "c"]], np.array([0])).num_classes == 3
+
+
+def test_a_missing_member_fails_before_any_is_scored(tmp_path, tiny_models):
+    from ensembles.collect import collect_pool
+    from ensembles.config import EnsembleConfig
+
+    config = EnsembleConfig(pool=[tiny_models["base"], str(tmp_path / "no" / "such" / "model")],
+                            dataset_path=str(SET))
+    with pytest.raises(DataError, match="no such directory"):
+        collect_pool(config, tmp_path / "run", read_multiple_choice(str(SET), max_samples=3))
+    assert not list((tmp_path / "run" / "members").glob("*.npy"))
