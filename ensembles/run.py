@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import DataError
 from common.tracking import logger, write_jsonl
 from ensembles.collect import Member, collect_pool, read_config_set
 from ensembles.config import EnsembleConfig
@@ -36,8 +37,6 @@ def split_samples(num_samples: int, train_fraction: float, validation_fraction: 
     num_train = max(1, int(round(train_fraction * num_samples)))
     num_val = max(1, int(round(validation_fraction * num_samples)))
     if num_train + num_val >= num_samples:
-        from common.errors import DataError
-
         raise DataError(f"{num_samples} samples leave no test split with train_fraction {train_fraction:g} and "
                         f"validation_fraction {validation_fraction:g}; use a larger set")
     return {"train": np.sort(order[:num_train]), "validation": np.sort(order[num_train:num_train + num_val]),
