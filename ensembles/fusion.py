@@ -8,12 +8,24 @@ softmaxed twice and its gradients vanished as the outputs saturated).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def one_thread():
+    """MLPs this small gain nothing from threads and lose much to their hand-offs on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def topla_mlp(num_members: int, num_classes: int, hidden: int = 100) -> nn.Module:
@@ -47,6 +59,11 @@ def fit_fusion(train_probs: np.ndarray, train_labels: np.ndarray, val_probs: np.
                settings: FusionSettings = FusionSettings()) -> FittedFusion:
     """Train on (train_probs, train_labels); keep the epoch with the best validation accuracy (the first
     one on ties). Probabilities are (samples, members, classes)."""
+    with one_thread():
+        return _fit(train_probs, train_labels, val_probs, val_labels, settings)
+
+
+def _fit(train_probs, train_labels, val_probs, val_labels, settings: FusionSettings) -> FittedFusion:
     generator = torch.Generator().manual_seed(settings.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)

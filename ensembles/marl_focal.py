@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ensembles.fusion import one_thread
+
 
 def _mlp(inputs: int, outputs: int, hidden: int) -> nn.Module:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
@@ -76,6 +78,11 @@ class FittedAgents:
 
 def fit_agents(train_probs: np.ndarray, train_labels: np.ndarray, val_probs: np.ndarray, val_labels: np.ndarray,
                settings: MarlSettings = MarlSettings()) -> FittedAgents:
+    with one_thread():
+        return _fit(train_probs, train_labels, val_probs, val_labels, settings)
+
+
+def _fit(train_probs, train_labels, val_probs, val_labels, settings: MarlSettings) -> FittedAgents:
     generator = torch.Generator().manual_seed(settings.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
