@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = ("persona_experiments", "pref_similarity", "sorrybench", "tds", "elasticity", "train_preferences",
-           "harmful_ft")
+           "harmful_ft", "ensembles")
 SHARED = ("common", "tiny", "ches")  # the core and the packages any study may import
 
 
