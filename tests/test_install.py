@@ -19,11 +19,22 @@ def test_the_distribution_declares_the_alab_entry_point():
     assert points == {"alab": "alab.__main__:main"}
 
 
+def test_every_package_of_the_repository_is_installed():
+    """A package missing from pyproject's `packages.find` works in the editable checkout but not in a
+    wheel: every top-level package (a folder with __init__.py, tests aside) must be listed."""
+    import tomllib
+
+    listed = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.parent.name for p in REPO.glob("*/__init__.py")} - {"tests"}
+    assert {f"{name}*" for name in packages} <= set(listed), sorted(packages - {n[:-1] for n in listed})
+
+
 def test_alab_lists_every_study_and_runs_a_command_outside_the_repository(tmp_path):
     listing = alab("--help", cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
     commands = {line.split()[0] for line in listing.stdout.splitlines() if line.startswith("  ")}
-    for study in ("train_preferences", "persona_experiments", "pref_similarity", "sorrybench", "tds", "elasticity"):
+    for study in ("train_preferences", "persona_experiments", "pref_similarity", "sorrybench", "tds", "elasticity",
+                  "harmful_ft", "ensembles"):
         assert {study, f"{study}.results"} <= commands
     helped = alab("persona_experiments", "--help", cwd=tmp_path)  # imports the installed package, not the cwd
     assert helped.returncode == 0 and "--plan_config_path" in helped.stdout, helped.stderr
