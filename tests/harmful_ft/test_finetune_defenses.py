@@ -225,3 +225,17 @@ def test_random_perturbation_adds_seeded_noise_of_norm_sqrt_numel_std(tmp_path):
         torch.testing.assert_close(v, z, rtol=0, atol=1e-6, msg=k)  # applied once, from (seed, name)
     other = gaussian_noise(named, std, seed=6)
     assert not any(torch.equal(a, b) for a, b in zip(same, other))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"finetune_defense": "lisa", "optimizer": "mezo"}, "forward-only optimizer mezo"),
+    ({"finetune_defense": "panacea", "optimizer": "tezo"}, "forward-only optimizer tezo"),
+    ({"finetune_defense": "shield"}, "shield"),
+])
+def test_bad_finetune_defense_settings_are_one_clear_error(fields, message):
+    from common.config import from_dict
+    from common.errors import ConfigError
+    from harmful_ft.config import FinetuneConfig
+
+    with pytest.raises(ConfigError, match=message):
+        from_dict(FinetuneConfig, {"model": "outputs/tiny_models/tiny-chat", **fields}).validate()
