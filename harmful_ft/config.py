@@ -3,7 +3,8 @@
 - `align` (`AlignConfig`): SFT (LoRA or full) of a base model on safety data (BeaverTails `is_safe`
   answers, Vaccine; or the RepNoise refusals, Booster); the LoRA merged (alpha/r respected) and saved.
 - `finetune` (`FinetuneConfig`): the user's fine-tuning of the aligned model on D_user = round(p*n)
-  harmful + n - round(p*n) benign samples of `task`; a new LoRA (merged and saved) or full.
+  harmful + n - round(p*n) benign samples of `task`; a new LoRA (merged and saved) or full; the provider's
+  `finetune_defense` during it (Lisa) or after it (Panacea, random perturbation), `FinetuneDefenseConfig`.
 - `evaluate` (`EvaluateConfig`): harmful score HS (a moderation judge over the pinned harmful prompts)
   and fine-tune accuracy FA (the task's test items) of a model.
 

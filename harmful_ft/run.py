@@ -52,8 +52,9 @@ def to_examples(config, tokenizer, samples: Sequence[Sample]) -> tuple[list[Pref
 
 
 def training_strategy(config, selection: Selection, tokenizer):
-    """The alignment stage's step strategy for `defense` (harmful_ft/defenses.py); None (the trainer's
-    default SFT) for "sft" and for the later stages, whose `defense` only names the aligned model.
+    """The alignment stage's step strategy for `defense` (harmful_ft/defenses.py), the finetune stage's for
+    `finetune_defense` (`finetune_strategy`; later stages' `defense` only names the aligned model); None
+    (the trainer's default SFT) otherwise.
     Booster's harmful set: the first `num_align` distinct unsafe 30k_train prompts with their harmful
     answers, outside the evaluation and alignment prompts."""
     if config.stage == "finetune":
