@@ -73,10 +73,15 @@ class PreferenceStrategy(StepStrategy):
     def wrap(self, model: nn.Module) -> nn.Module:
         return SequenceLogProbs(model)
 
+    def examples(self, trainer, indices: Sequence[int]) -> list:
+        """The examples `indices` name: the training set's (a strategy that also trains on another set,
+        e.g. Lisa's alignment steps, reads them from there)."""
+        return [trainer.train_set[i] for i in indices]
+
     def losses(self, trainer, indices: Sequence[int]) -> StepTerms:
         from common.trainer import TRAIN  # local: the trainer imports this module
 
-        examples = [trainer.train_set[i] for i in indices]
+        examples = self.examples(trainer, indices)
         chosen, rejected, batch = trainer.policy_logps(examples, self.loss.needs_rejected)
         ref_chosen = ref_rejected = None
         if TRAIN in trainer.reference:

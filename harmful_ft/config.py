@@ -3,7 +3,8 @@
 - `align` (`AlignConfig`): SFT (LoRA or full) of a base model on safety data (BeaverTails `is_safe`
   answers, Vaccine; or the RepNoise refusals, Booster); the LoRA merged (alpha/r respected) and saved.
 - `finetune` (`FinetuneConfig`): the user's fine-tuning of the aligned model on D_user = round(p*n)
-  harmful + n - round(p*n) benign samples of `task`; a new LoRA (merged and saved) or full.
+  harmful + n - round(p*n) benign samples of `task`; a new LoRA (merged and saved) or full; the provider's
+  `finetune_defense` during it (Lisa) or after it (Panacea, random perturbation), `FinetuneDefenseConfig`.
 - `evaluate` (`EvaluateConfig`): harmful score HS (a moderation judge over the pinned harmful prompts)
   and fine-tune accuracy FA (the task's test items) of a model.
 
@@ -23,6 +24,8 @@ TASKS = ("sst2", "agnews", "gsm8k", "alpaca")
 SAFETY_DATA = ("beavertails_safe", "repnoise_refusal")
 # Evaluation protocols: (harmful prompts, task test items, max new tokens); decoding is greedy.
 PROTOCOLS = {"vaccine": (500, 500, 128), "booster": (1000, 1000, 512)}
+# Fine-tuning-stage (lisa) and post-fine-tuning (panacea, random_perturbation) defenses of the finetune stage
+FINETUNE_DEFENSES = ("none", "lisa", "panacea", "random_perturbation")
 
 
 def stage_option(name: str):
@@ -128,6 +131,9 @@ class AttackConfig:
     task: str = option("sst2", help=f"the user's benign task: {', '.join(TASKS)}")
     p: float = option(0.1, help="harmful share of the user data, in [0, 1]")
     n: int = option(1000, min=1, help="user data size (harmful + benign samples)")
+    finetune_defense: str = option("none", choices=list(FINETUNE_DEFENSES),
+                                   help="the provider's defense at or after the user's fine-tuning (harmful_ft/lisa.py,"
+                                        " harmful_ft/post_training.py); evaluate names it for the model path")
 
     def validate(self) -> None:
         super().validate()
@@ -143,7 +149,35 @@ class AttackConfig:
 
 
 @dataclass
-class FinetuneConfig(AttackConfig, DataConfig):
+class FinetuneDefenseConfig:
+    """Mixin of the finetune stage: the strengths of `finetune_defense` (the papers' values)."""
+
+    lisa_rho: float = option(1.0, min=0.0, help="Lisa: weight of the proximal term (rho/2) ||w - w_other||^2")
+    lisa_align_steps: int = option(100, min=1, help="Lisa: steps on alignment data per cycle (K_align)")
+    lisa_finetune_steps: int = option(900, min=1, help="Lisa: steps on user data per cycle (K_ft)")
+    lisa_proximal_after: float = option(0.1, min=0.0, max=1.0,
+                                        help="Lisa: the proximal term is on after this share of the steps")
+    panacea_lambda: float = option(0.001, min=0.0, help="Panacea: weight of the harmful-loss increase h(w+eps) - h(w)")
+    panacea_rho: float = option(1.0, min=0.0, help="Panacea: norm of the adaptive perturbation eps")
+    panacea_clamp: float = option(5.0, min=0.0, min_exclusive=True,
+                                  help="Panacea: h(w+eps) is clamped at this value (no gradient above it)")
+    panacea_num_harmful: int = option(1000, min=1, help="Panacea: provider-held harmful samples (bad_sample_num)")
+    random_perturbation_std: float = option(0.01, min=0.0,
+                                            help="random_perturbation: std of the Gaussian noise added to each "
+                                                 "trainable weight after fine-tuning")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.finetune_defense in ("lisa", "panacea") and self.optimizer in ("mezo", "tezo"):
+            raise FieldError("finetune_defense", f"{self.finetune_defense} forms its gradient from extra backward "
+                                                 f"passes; the forward-only optimizer {self.optimizer} cannot run it")
+        if self.finetune_defense in ("panacea", "random_perturbation") and self.fsdp:
+            raise FieldError("finetune_defense", f"{self.finetune_defense} perturbs the weights in place; "
+                                                 f"drop fsdp")
+
+
+@dataclass
+class FinetuneConfig(FinetuneDefenseConfig, AttackConfig, DataConfig):
     stage: str = stage_option("finetune")
     lr: float = option(1e-5, min=0.0)
     weight_decay: float = option(0.1, min=0.0)

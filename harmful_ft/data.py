@@ -211,3 +211,12 @@ def unused_harmful(config, selection: Selection) -> list[Sample]:
 def booster_harmful_set(config, selection: Selection) -> list[Sample]:
     """Booster's harmful data during alignment: the first `num_align` samples of `unused_harmful`."""
     return unused_harmful(config, selection)[:config.num_align]
+
+
+def panacea_harmful_set(config, selection: Selection) -> list[Sample]:
+    """Panacea's provider-held harmful data during fine-tuning: the first `panacea_num_harmful` samples of
+    `unused_harmful` that are not in the user's data (the public code takes them from a later window)."""
+    attack = {format_prompt(s, "plain") for s in selection.attack_harmful}
+    pool = [s for s in unused_harmful(config, selection) if format_prompt(s, "plain") not in attack]
+    return take(pool, config.panacea_num_harmful, "Panacea's harmful set (distinct unsafe 30k_train prompts "
+                "outside the user, alignment and evaluation data)", "lower panacea_num_harmful")

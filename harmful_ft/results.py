@@ -23,7 +23,7 @@ from common.config import option
 from common.errors import DataError
 from common.tracking import read_jsonl
 
-KEYS = ("evaluated", "defense", "attack_optimizer", "task", "p", "n", "judge")
+KEYS = ("evaluated", "defense", "finetune_defense", "attack_optimizer", "task", "p", "n", "judge")
 METRICS = ("hs", "fa_substring", "fa_strict", "fa")
 
 
@@ -47,7 +47,8 @@ def stats(values) -> tuple[Optional[float], Optional[float]]:
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """One row per (evaluated, defense, attack optimizer, task, p, n, judge): mean and sample sd over the seeds."""
+    """One row per (evaluated, defense, finetune_defense, attack optimizer, task, p, n, judge): mean and sample
+    sd over the seeds."""
     groups = defaultdict(list)
     for r in rows:
         groups[tuple(r[k] for k in KEYS)].append(r)
@@ -67,14 +68,14 @@ def cell(mean: Optional[float], sd: Optional[float]) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = ["model", "method", "attack", "task", "p", "n", "seeds", "HS", "FA substring", "FA strict",
-              "FA (gsm8k)", "judge"]
+    header = ["model", "method", "ft/post defense", "attack", "task", "p", "n", "seeds", "HS", "FA substring",
+              "FA strict", "FA (gsm8k)", "judge"]
     body = [["aligned" if r["evaluated"] == "align" else r["evaluated"], r["defense"] or "-",
-             r["attack_optimizer"] or "-", r["task"] or "-",
+             r["finetune_defense"] or "-", r["attack_optimizer"] or "-", r["task"] or "-",
              "-" if r["p"] is None else f"{r['p']:g}", "-" if r["n"] is None else r["n"], r["seeds"],
              *(cell(r[m], r[f"{m}_sd"]) for m in METRICS),
              r["judge"] + (" (stand-in)" if r["stand_in"] else "")] for r in rows]
-    return shared.format_table(header, body, align="llllrrrrrrrl")
+    return shared.format_table(header, body, align="lllllrrrrrrrl")
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

@@ -22,6 +22,7 @@ from common.trainer import Trainer
 from harmful_ft import metrics
 from harmful_ft.config import AlignConfig, DataConfig, EvaluateConfig, FinetuneConfig
 from harmful_ft.data import AGNEWS_LABELS, SST2_LABELS, Sample, Selection, booster_harmful_set, format_prompt, select
+from harmful_ft.post_training import post_training_callbacks
 
 OFFLINE_STAND_INS = ("keyword_refusal",)  # judges whose HS is a CPU stand-in, not beaver-dam's
 
@@ -51,10 +52,13 @@ def to_examples(config, tokenizer, samples: Sequence[Sample]) -> tuple[list[Pref
 
 
 def training_strategy(config, selection: Selection, tokenizer):
-    """The alignment stage's step strategy for `defense` (harmful_ft/defenses.py); None (the trainer's
-    default SFT) for "sft" and for the later stages, whose `defense` only names the aligned model.
+    """The alignment stage's step strategy for `defense` (harmful_ft/defenses.py), the finetune stage's for
+    `finetune_defense` (`finetune_strategy`; later stages' `defense` only names the aligned model); None
+    (the trainer's default SFT) otherwise.
     Booster's harmful set: the first `num_align` distinct unsafe 30k_train prompts with their harmful
     answers, outside the evaluation and alignment prompts."""
+    if config.stage == "finetune":
+        return finetune_strategy(config, selection, tokenizer)
     if config.stage != "align" or config.defense == "sft":
         return None
     from harmful_ft.defenses import make_strategy
@@ -63,6 +67,21 @@ def training_strategy(config, selection: Selection, tokenizer):
     if config.defense == "booster":
         harmful, _ = to_examples(config, tokenizer, booster_harmful_set(config, selection))
     return make_strategy(config.defense, config, harmful)
+
+
+def finetune_strategy(config, selection: Selection, tokenizer):
+    """The finetune stage's step strategy for `finetune_defense`: Lisa's alignment steps train on the align
+    stage's own selection; Panacea's harmful set is harmful_ft.data.panacea_harmful_set. None: plain SFT."""
+    if config.finetune_defense == "lisa":
+        from harmful_ft.lisa import LisaStrategy
+
+        return LisaStrategy(config, to_examples(config, tokenizer, selection.align)[0])
+    if config.finetune_defense == "panacea":
+        from harmful_ft.data import panacea_harmful_set
+        from harmful_ft.post_training import PanaceaStrategy
+
+        return PanaceaStrategy(config, to_examples(config, tokenizer, panacea_harmful_set(config, selection))[0])
+    return None
 
 
 def telemetry_callbacks(config, selection: Selection, tokenizer) -> list:
@@ -87,7 +106,8 @@ def train_stage(config, run_dir: Path, samples: Sequence[Sample], selection: Sel
     model, tokenizer = load_for_training(config)  # the plan runner has seeded the run from config.seed
     examples, truncated = to_examples(config, tokenizer, samples)
     trainer = Trainer(config, model, tokenizer, examples, run_dir,
-                      callbacks=telemetry_callbacks(config, selection, tokenizer),
+                      callbacks=telemetry_callbacks(config, selection, tokenizer) +
+                      (post_training_callbacks(config) if config.stage == "finetune" else []),
                       strategy=training_strategy(config, selection, tokenizer))
     summary = trainer.train()
     summary.pop("eval", None)
@@ -110,7 +130,8 @@ def run_finetune(config: FinetuneConfig, run_dir: Path) -> dict:
         raise AssertionError(f"user data counts {counts} do not match p={config.p}, n={config.n}")
     write_jsonl(run_dir / "user_data.jsonl", [{**dataclasses.asdict(s), "harmful": s in selection.attack_harmful}
                                               for s in selection.user_data])
-    logger.info(f"finetune on {config.task}: {counts['num_harmful']} harmful + {counts['num_benign']} benign")
+    logger.info(f"finetune on {config.task}: {counts['num_harmful']} harmful + {counts['num_benign']} benign, "
+                f"finetune_defense {config.finetune_defense}")
     summary = train_stage(config, run_dir, selection.user_data, selection)
     return {**summary, "stage": "finetune", **counts, "user_data_sha": prompts_sha(selection.user_data),
             "align_sha": prompts_sha(selection.align)}
@@ -127,7 +148,8 @@ def check_producer(config: DataConfig) -> Optional[dict]:
         return None
     shared = ["data_sources", "safety_data", "num_align", "eval_protocol", "num_harmful_eval"]
     if producer.get("stage") == "finetune" and config.stage == "evaluate":
-        shared += ["task", "p", "n", "defense", "data_seed", "num_task_eval"]
+        shared += ["task", "p", "n", "defense", "data_seed", "num_task_eval", "finetune_defense"]
+    producer.setdefault("finetune_defense", "none")  # saved before the field existed
     differ = [k for k in shared if producer.get(k) != getattr(config, k)]
     if differ:
         k = differ[0]
@@ -209,6 +231,7 @@ def run_evaluate(config: EvaluateConfig, run_dir: Path) -> dict:
     return {"stage": "evaluate", "evaluated": evaluated, "defense": None if evaluated == "base" else config.defense,
             "task": config.task, "p": config.p if attacked else None,
             "n": config.n if attacked else None, "attack_optimizer": producer["optimizer"] if attacked else None,
+            "finetune_defense": config.finetune_defense if attacked else None,
             "hs": metrics.harmful_score(scores), **fa,
             "judge": judge_name, "judge_offline_stand_in": judge_name in OFFLINE_STAND_INS,
             "hs_category_rates": category_rates, "protocol": config.protocol(),

@@ -1,11 +1,13 @@
-"""Seconds and peak memory per optimizer step of the harmful fine-tuning defenses: SFT, Vaccine, Booster.
+"""Seconds and peak memory per optimizer step of harmful fine-tuning defenses: SFT, Vaccine, Booster, Lisa, Panacea.
 
 Each defense trains the same model on the same random-token SFT batches (Booster's harmful batch is
 the same size) for `--steps` steps in a fresh subprocess; the step time is the median over the steps
 after the first (warm-up), the peak memory that of training alone: `torch.cuda.max_memory_allocated`
 on a GPU, else VmHWM after resetting it once the model and data are loaded. Expected ratios: Vaccine
 about 2x SFT (two forward/backward passes; the first one stops at the hidden states), Booster about 3x
-(three passes, plus two fp32 copies of the trainable gradients and one of the weights).
+(three passes, plus two fp32 copies of the trainable gradients and one of the weights); Lisa about 1x (one
+pass on alignment or user data, plus one copy of the trainable weights, its proximal anchor); Panacea
+about 3x, like Booster (the passes at w and w + eps, plus its eps in fp32).
 
     python scripts/bench_harmful_ft.py [--model PATH | --small] [--steps 6] [--batch_size 8] [--length 128]
 
@@ -27,7 +29,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dpo import REPO, reset_peak_rss, rss_kib, small_model  # noqa: E402
 
-DEFENSES = ("sft", "vaccine", "booster")
+DEFENSES = ("sft", "vaccine", "booster", "lisa", "panacea")
+FINETUNE_STAGE = ("lisa", "panacea")  # harmful_ft/lisa.py, harmful_ft/post_training.py: the finetune stage's
+
+
+def make_any_strategy(name: str, config, harmful):
+    """The alignment-stage defense `name`, or a finetune-stage one with the papers' strengths (FinetuneConfig's
+    defaults); Lisa's alignment set is the harmful batch set (same sizes: only the cost is measured)."""
+    if name not in FINETUNE_STAGE:
+        from harmful_ft.defenses import make_strategy
+
+        return make_strategy(name, config, harmful)
+    import dataclasses
+
+    from harmful_ft.config import FinetuneDefenseConfig
+    from harmful_ft.lisa import LisaStrategy
+    from harmful_ft.post_training import PanaceaStrategy
+
+    for f in dataclasses.fields(FinetuneDefenseConfig):
+        setattr(config, f.name, f.default)
+    return (LisaStrategy if name == "lisa" else PanaceaStrategy)(config, harmful)
 
 
 def examples(count: int, length: int, vocab: int, seed: int):
@@ -48,8 +69,6 @@ def run_defense(args) -> dict:
     from common.config import TrainConfig
     from common.models import load_model_and_tokenizer
     from common.trainer import Trainer, TrainerCallback
-    from harmful_ft.defenses import make_strategy
-
     model, tokenizer = load_model_and_tokenizer(args.model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     vocab = model.config.vocab_size
@@ -71,7 +90,7 @@ def run_defense(args) -> dict:
 
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, model, tokenizer, aligned, run_dir, callbacks=[Clock()],
-                          strategy=make_strategy(args.defense, config, harmful))
+                          strategy=make_any_strategy(args.defense, config, harmful))
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         before = rss_kib("VmRSS")

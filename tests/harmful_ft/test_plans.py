@@ -48,3 +48,23 @@ def test_paper_plans(name, align, finetune, protocol):
     p = by_stage["evaluate"][0].protocol()
     assert (p["num_harmful_eval"], p["num_task_eval"], p["max_new_tokens"]) == protocol
     assert all(c.judge == {"type": "beaver_dam"} for c in by_stage["evaluate"])
+
+
+@pytest.mark.parametrize("name, methods, align, finetune", [
+    ("lisa_llama2_7b.json", {"none", "lisa"}, {"lr": 1e-3, "num_epochs": 30, "batch_size": 5, "num_align": 10000},
+     {"lr": 1e-5, "batch_size": 5, "n": 5000, "weight_decay": 0.0, "lisa_rho": 1.0, "lisa_align_steps": 100,
+      "lisa_finetune_steps": 900, "lisa_proximal_after": 0.1}),
+    ("panacea_llama2_7b.json", {"none", "panacea", "random_perturbation"},
+     {"lr": 5e-4, "num_epochs": 20, "batch_size": 10, "num_align": 5000},
+     {"lr": 2e-5, "batch_size": 10, "n": 1000, "panacea_lambda": 0.001, "panacea_rho": 1.0, "panacea_clamp": 5.0,
+      "panacea_num_harmful": 1000}),
+])
+def test_finetune_defense_paper_plans(name, methods, align, finetune):
+    runs = expand(name)
+    by_stage = {s: [r.config for r in runs if r.config.stage == s] for s in ("align", "finetune", "evaluate")}
+    a = by_stage["align"][0]
+    assert len(by_stage["align"]) == 1 and {k: getattr(a, k) for k in align} == align
+    assert len(by_stage["finetune"]) == 15 * len(methods) == len(by_stage["evaluate"]) - 1
+    assert {c.finetune_defense for c in by_stage["finetune"]} == methods
+    assert all({k: getattr(c, k) for k in finetune} == finetune and c.num_epochs == 20 for c in by_stage["finetune"])
+    assert {c.finetune_defense for c in by_stage["evaluate"] if c.finetune_defense != "none"} == methods - {"none"}
