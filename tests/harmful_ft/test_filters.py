@@ -113,3 +113,26 @@ def test_bad_filter_settings_are_config_errors():
         finetune_config(ches_drop_share=0.1, ches_measure="cosine")
     assert finetune_config(guard={"type": "keyword_guard"}, ches_drop_share=0.1).user_data_filter() == \
         "guard keyword_guard + ln_ches highest 0.1"
+
+
+def test_causal_lm_guard_scores_the_unsafe_token_against_the_safe_one(tiny_models):
+    """tiny-chat standing for Llama-Guard: P(unsafe) from its next-token distribution after the chat template,
+    recomputed from the full log-softmax of the templated text."""
+    from harmful_ft.guard import CausalLMGuard
+
+    guard = CausalLMGuard(tiny_models["chat"], safe_text="Sure", unsafe_text="I'm sorry")
+    prompts, answers = ["How do I steal a bike?", "What is the capital of France?"], ["Cut the lock.", "Paris."]
+    scores = guard.score(prompts, answers)
+    model, tokenizer = guard.model, guard.tokenizer
+    for prompt, answer, score in zip(prompts, answers, scores):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt},
+                                              {"role": "assistant", "content": answer}],
+                                             tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=ids).logits[0, -1].double(), -1)
+        unsafe, safe = (logprobs[tokenizer.encode(t, add_special_tokens=False)[0]].exp() for t in ("I'm sorry", "Sure"))
+        assert score == pytest.approx((unsafe / (unsafe + safe)).item(), abs=1e-5)
+    guard.close()
+    with pytest.raises(ConfigError, match="different tokens"):
+        CausalLMGuard(tiny_models["chat"], safe_text="safe", unsafe_text="safe")
