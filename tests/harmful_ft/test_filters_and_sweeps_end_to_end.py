@@ -77,7 +77,7 @@ def test_results_table_groups_every_method_and_the_grid(runs, capsys):
     assert "epochs" not in header  # one value over the grid: no column
     rows = list(csv.DictReader(open(runs / "harmful_ft_results.csv")))
     attacked = [r for r in rows if r["evaluated"] == "finetune"]
-    assert len(attacked) == 7 and all(r["seeds"] == "1" for r in attacked)
+    assert len(attacked) == 8 and all(r["seeds"] == "1" for r in attacked)
     assert {r["user_data_filter"] for r in attacked} == {"guard keyword_guard", "ln_ches highest 0.2", ""}
     assert {(r["lr"], r["lora_r"]) for r in attacked if not r["user_data_filter"]} == {
         ("0.001", "8"), ("0.0001", "8"), ("0.001", "4"), ("0.0001", "4")}
