@@ -37,8 +37,10 @@ METRICS = ("hs", "fa_substring", "fa_strict", "fa", "leakage", "false_positive")
 EMPTY = (None, "", "none")
 
 
-def method_fields(summary: dict, finetune) -> dict:
-    sources = [summary] if finetune is None else [finetune.config, finetune.summary, summary]
+def method_fields(config: dict, summary: dict, finetune) -> dict:
+    """The method fields of an evaluate run (its `config` and `summary`) and of the finetune run it
+    evaluates (None for a base or aligned model); later sources win, "none" and "" read as unset."""
+    sources = ([] if finetune is None else [finetune.config, finetune.summary]) + [config, summary]
     fields = {"defense": summary.get("defense")}
     for source in sources:
         fields.update({k: v for k, v in source.items() if k.endswith("_defense") and not isinstance(v, (dict, list))})
@@ -72,7 +74,7 @@ def find_evaluations(root: Path) -> list[dict]:
         producer = by_dir.get(Path(run.config.get("model", "")).parent.resolve())
         finetune = producer if run.summary.get("evaluated") == "finetune" and producer is not None else None
         guard = finetune.summary if finetune is not None else {}
-        rows.append({"evaluated": run.summary.get("evaluated"), **method_fields(run.summary, finetune),
+        rows.append({"evaluated": run.summary.get("evaluated"), **method_fields(run.config, run.summary, finetune),
                      **{k: run.summary.get(k) for k in ATTACK}, **attack_strength(finetune),
                      "judge": run.summary.get("judge"), **{m: run.summary.get(m) for m in METRICS[:4]},
                      "leakage": percent(guard.get("leakage_ratio")),
@@ -126,7 +128,8 @@ def shown_columns(rows: list[dict]) -> list[str]:
     BeaverTails), attack-strength fields that vary over the attacked rows, guard ratios some row has."""
     keys = group_keys(rows)
     attacked = [r for r in rows if r["evaluated"] == "finetune"]
-    methods = [k for k in keys[2:keys.index(ATTACK[0])] if any(r.get(k) is not None for r in rows)
+    optional_methods = keys[2:keys.index(ATTACK[0])]  # after "evaluated" and "defense", before the attack
+    methods = [k for k in optional_methods if any(r.get(k) is not None for r in rows)
                and not (k == "harmful_data" and all(r.get(k) in (None, "beavertails") for r in rows))]
     strength = [k for k in STRENGTH if len({r[k] for r in attacked}) > 1]
     guard = [m for m in ("leakage", "false_positive") if any(r[m] is not None for r in rows)]

@@ -57,7 +57,7 @@ def test_guard_leakage_and_false_positive_on_a_constructed_case():
 
 def summed_hidden(model, prompt_ids, response_ids) -> torch.Tensor:
     """Independent: final-layer hidden states of prompt + response at the positions predicting the response."""
-    ids = torch.tensor([prompt_ids + response_ids])
+    ids = torch.tensor([prompt_ids + response_ids], device=next(model.parameters()).device)
     with torch.no_grad():
         hidden = model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0].double()
     start = len(prompt_ids) - 1
@@ -128,7 +128,7 @@ def test_causal_lm_guard_scores_the_unsafe_token_against_the_safe_one(tiny_model
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt},
                                               {"role": "assistant", "content": answer}],
                                              tokenize=False, add_generation_prompt=True)
-        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(model.device)
         with torch.no_grad():
             logprobs = torch.log_softmax(model(input_ids=ids).logits[0, -1].double(), -1)
         unsafe, safe = (logprobs[tokenizer.encode(t, add_special_tokens=False)[0]].exp() for t in ("I'm sorry", "Sure"))

@@ -72,9 +72,8 @@ def test_results_table_groups_every_method_and_the_grid(runs, capsys):
     results.main(["--experiments_dir", str(runs)])
     out = capsys.readouterr().out
     header = out.splitlines()[0]
-    for column in ("attack data", "filter", "leakage %", "guard FP %", "lr", "LoRA r", "LoRA alpha"):
-        assert column in header
-    assert "epochs" not in header  # one value over the grid: no column
+    for column in ("attack data", "filter", "leakage %", "guard FP %", "lr", "epochs", "LoRA r", "LoRA alpha"):
+        assert column in header  # the filter plan trains 3 epochs, the sweep 1
     rows = list(csv.DictReader(open(runs / "harmful_ft_results.csv")))
     attacked = [r for r in rows if r["evaluated"] == "finetune"]
     assert len(attacked) == 8 and all(r["seeds"] == "1" for r in attacked)
@@ -91,11 +90,14 @@ def test_method_fields_are_found_by_name():
     """A later stage's defense recorded as any `*_defense` field becomes a column with no edit of the printer."""
     finetune = Run(Path("f"), {"lr": 1e-5, "lora": {"r": 8, "lora_alpha": 1}, "finetune_defense": "lisa",
                                "post_defense": "none"}, {"harmful_data": "virus", "user_data_filter": "none"})
-    fields = results.method_fields({"defense": "vaccine"}, finetune)
+    fields = results.method_fields({"eval_defense": "smoothing"}, {"defense": "vaccine"}, finetune)
     assert fields == {"defense": "vaccine", "finetune_defense": "lisa", "post_defense": None,
-                      "harmful_data": "virus", "user_data_filter": None}
+                      "eval_defense": "smoothing", "harmful_data": "virus", "user_data_filter": None}
     rows = [{"evaluated": "finetune", **fields, "attack_optimizer": "adamw", "task": "sst2", "p": 0.1, "n": 10,
              **results.attack_strength(finetune), "judge": "j", "stand_in": False,
              **dict.fromkeys(results.METRICS)}]
-    assert results.group_keys(rows)[:5] == ["evaluated", "defense", "finetune_defense", "post_defense", "harmful_data"]
-    assert "finetune_defense" in results.shown_columns(results.aggregate(rows))
+    assert results.group_keys(rows)[:6] == ["evaluated", "defense", "eval_defense", "finetune_defense", "post_defense",
+                                            "harmful_data"]
+    shown = results.shown_columns(results.aggregate(rows))
+    assert "finetune_defense" in shown and "post_defense" not in shown
+    assert not set(results.STRENGTH) & set(shown)  # one value each: no column
