@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ches.similarity_file import MEASURES
 from common.config import FieldError, TrainConfig, did_you_mean, option
 
 TASKS = ("sst2", "agnews", "gsm8k", "alpaca")
@@ -26,6 +27,7 @@ SAFETY_DATA = ("beavertails_safe", "repnoise_refusal")
 PROTOCOLS = {"vaccine": (500, 500, 128), "booster": (1000, 1000, 512)}
 # Fine-tuning-stage (lisa) and post-fine-tuning (panacea, random_perturbation) defenses of the finetune stage
 FINETUNE_DEFENSES = ("none", "lisa", "panacea", "random_perturbation")
+HARMFUL_DATA = ("beavertails", "virus")
 
 
 def stage_option(name: str):
@@ -176,8 +178,50 @@ class FinetuneDefenseConfig:
                                                  f"drop fsdp")
 
 
+class UserDataConfig:
+    """Mixin of the finetune stage: where the harmful samples of D_user come from, and the provider's
+    filters of D_user before training (docs/harmful_ft.md: Virus and the guardrail; CHES filter)."""
+
+    harmful_data: str = option("beavertails", choices=list(HARMFUL_DATA),
+                               help="harmful samples of D_user: beavertails (unsafe 30k_train answers) or virus "
+                                    "(the Virus set, hub anonymous4486/Virus or data_sources[\"virus\"])")
+    virus_split: str = option("Virus", help="split of the Virus set: Virus (the paper's attack), "
+                                            "Guardrail_jailbreak, grad_similarity or Benign")
+    guard: Optional[dict] = option(None, help="guardrail before fine-tuning, a common.registry.SCORERS spec scoring "
+                                              "P(unsafe): causal_lm_guard (Llama-Guard by id), beaver_dam, or "
+                                              "keyword_guard (offline stand-in); null = no guard")
+    guard_threshold: float = option(0.5, min=0.0, max=1.0, help="a sample is dropped when its guard score exceeds it")
+    ches_drop_share: float = option(0.0, min=0.0, max=1.0,
+                                    help="CHES filter: share of D_user dropped by the similarity measure of each "
+                                         "sample's answer to the refusal under the aligned model; 0 = off")
+    ches_measure: str = option("ln_ches", choices=list(MEASURES),
+                               help="the measure of the shared similarity file (ches/) the filter ranks by")
+    ches_drop_side: str = option("highest", choices=["highest", "lowest"], help="drop the highest or lowest values")
+    ches_refusal: str = option("I'm sorry, but I can't help with that.",
+                               help="the refusal y- paired with every user sample's answer y+")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.guard is not None:
+            import harmful_ft.guard  # noqa: F401  registers keyword_guard, causal_lm_guard
+            import harmful_ft.judges  # noqa: F401  registers beaver_dam
+            from common.registry import SCORERS
+
+            SCORERS.check(self.guard)
+        if self.ches_drop_share >= 1.0:
+            raise FieldError("ches_drop_share", "dropping every sample leaves nothing to fine-tune on: "
+                                                "give a share < 1")
+
+    def user_data_filter(self) -> str:
+        """The filters' label in summaries and tables ("none" without one)."""
+        parts = [f"guard {self.guard.get('type')}"] if self.guard is not None else []
+        if self.ches_drop_share:
+            parts.append(f"{self.ches_measure} {self.ches_drop_side} {self.ches_drop_share:g}")
+        return " + ".join(parts) or "none"
+
+
 @dataclass
-class FinetuneConfig(FinetuneDefenseConfig, AttackConfig, DataConfig):
+class FinetuneConfig(FinetuneDefenseConfig, UserDataConfig, AttackConfig, DataConfig):
     stage: str = stage_option("finetune")
     lr: float = option(1e-5, min=0.0)
     weight_decay: float = option(0.1, min=0.0)

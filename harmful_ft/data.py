@@ -5,7 +5,9 @@ Sources (hub default; `data_sources` overrides with another id or a local .jsonl
 directory holding `<split>.jsonl`): BeaverTails `30k_train` / `30k_test` (prompt, response, is_safe,
 category), the RepNoise refusal file (prompt, response, refusal), SST2 (sentence, label 0/1; test =
 validation), AGNews (text, label 0-3), GSM8K (question, answer with "#### N"), Alpaca (instruction,
-input, output). A row without a field it needs is a DataError naming the source and the row.
+input, output), the Virus set (splits Virus, Guardrail_jailbreak, grad_similarity, Benign; rows of
+instruction, input, output, as the Virus repository's upload script writes them). A row without a field
+it needs is a DataError naming the source and the row.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ SOURCES = {
     "agnews": ("fancyzhx/ag_news", None),
     "gsm8k": ("openai/gsm8k", "main"),
     "alpaca": ("tatsu-lab/alpaca", None),
+    "virus": ("anonymous4486/Virus", None),
 }
 # task -> (train split, test split)
 TASK_SPLITS = {"sst2": ("train", "validation"), "agnews": ("train", "test"), "gsm8k": ("train", "test"),
@@ -98,6 +101,13 @@ def repnoise_refusals(config) -> list[Sample]:
             for i, row in enumerate(load(config, "repnoise_refusal", "train"))]
 
 
+def virus_samples(config) -> list[Sample]:
+    """The Virus set's split `virus_split` (instruction, input, output): optimised harmful attack data."""
+    where = f"virus {config.virus_split}"
+    return [Sample(field(row, "instruction", where, i), field(row, "input", where, i) if "input" in row else "",
+                   field(row, "output", where, i)) for i, row in enumerate(load(config, "virus", config.virus_split))]
+
+
 def task_samples(config, task: str, split: str) -> list[Sample]:
     """The task's rows of `split` as instruction samples, with the gold label of test items."""
     where = f"{task} {split}"
@@ -163,7 +173,8 @@ def select(config) -> Selection:
     1. harmful_eval: the first `num_harmful_eval` distinct unsafe prompts of BeaverTails 30k_test;
     2. align: the first `num_align` distinct safety samples whose prompt is not an evaluation prompt;
     3. (finetune / evaluate) attack_harmful: round(p n) samples drawn with `data_seed` from the distinct
-       unsafe 30k_train prompts in neither set above; attack_benign: n - round(p n) drawn from the task's
+       unsafe 30k_train prompts in neither set above (or from the Virus set, `harmful_data` virus, its
+       prompts in neither set either); attack_benign: n - round(p n) drawn from the task's
        train split; task_eval: the first `num_task_eval` test items of the task (none for alpaca).
     Counts are exact: a pool too small is a DataError naming it.
     """
@@ -180,11 +191,12 @@ def select(config) -> Selection:
     if not hasattr(config, "task"):
         return selection
     rng = random.Random(f"harmful_ft:{config.data_seed}")
-    harmful_pool = unused_harmful(config, selection)
+    harmful_pool = attack_harmful_pool(config, selection)
     k = config.num_harmful()
     if k > len(harmful_pool):
+        pool = f"virus {config.virus_split}" if getattr(config, "harmful_data", "") == "virus" else "unsafe 30k_train"
         raise DataError(f"p={config.p}, n={config.n}: {k} harmful samples needed but the harmful pool (distinct "
-                        f"unsafe 30k_train prompts outside the alignment and evaluation data) has "
+                        f"{pool} prompts outside the alignment and evaluation data) has "
                         f"{len(harmful_pool)}; lower p or n")
     train_split, test_split = TASK_SPLITS[config.task]
     benign_pool = task_samples(config, config.task, train_split)
@@ -206,6 +218,15 @@ def unused_harmful(config, selection: Selection) -> list[Sample]:
     alignment prompts: the attack's harmful pool, and Booster's harmful set during alignment."""
     taken = {format_prompt(s, "plain") for s in selection.harmful_eval + selection.align}
     return distinct_prompts(beavertails(config, "30k_train", safe=False), taken)
+
+
+def attack_harmful_pool(config, selection: Selection) -> list[Sample]:
+    """Where the finetune stage draws D_user's harmful samples from (`harmful_data`; the evaluate stage,
+    which trains on none, draws from BeaverTails)."""
+    if getattr(config, "harmful_data", "beavertails") == "virus":
+        taken = {format_prompt(s, "plain") for s in selection.harmful_eval + selection.align}
+        return distinct_prompts(virus_samples(config), taken)
+    return unused_harmful(config, selection)
 
 
 def booster_harmful_set(config, selection: Selection) -> list[Sample]:

@@ -13,7 +13,10 @@ From the tiny corpus (so the tiny models know the words):
   topics (World = countries, Sports = animals, Business = tips, Sci/Tech = colours): the schema and the
   label words of AGNews, not its content;
 - gsm8k/{train,test}.jsonl (question, answer ending in "#### N"): one-step additions;
-- alpaca/train.jsonl (instruction, input, output): tiny-corpus instructions.
+- alpaca/train.jsonl (instruction, input, output): tiny-corpus instructions;
+- virus/Virus.jsonl (instruction, input, output, the Virus set's schema): a one-step addition question whose
+  answer is followed by a mild compliant harmful answer of the tiny corpus (Virus concatenates benign data
+  with an optimised harmful part; here nothing is optimised).
 Deterministic: the files in the repository are what this writes (a test checks it).
 """
 from __future__ import annotations
@@ -35,6 +38,7 @@ CORPUS_SEED = 14
 NUM_TEST_PROMPTS = 40
 NUM_SHARED = 5  # test prompts that reappear in the train split
 TASK_TRAIN, TASK_TEST = 200, 60
+NUM_VIRUS = 30
 CATEGORIES = ("animal_abuse", "child_abuse", "controversial_topics,politics", "discrimination,stereotype,injustice",
               "drug_abuse,weapons,banned_substance", "financial_crime,property_crime,theft",
               "hate_speech,offensive_language", "misinformation_regarding_ethics,laws_and_safety",
@@ -100,6 +104,13 @@ def write_fixtures(output_dir: Path = OUTPUT_DIR) -> None:
         write_jsonl(output_dir / name / "train.jsonl", rows[:TASK_TRAIN])
         write_jsonl(output_dir / name / "test.jsonl", rows[TASK_TRAIN:])
     write_jsonl(output_dir / "alpaca" / "train.jsonl", instruction_records(TASK_TRAIN, CORPUS_SEED))
+    rng = domain_rng("harmful_ft:virus", CORPUS_SEED)
+    virus = []
+    for i in range(NUM_VIRUS):
+        question = gsm8k_row(rng)
+        virus.append({"instruction": question["question"], "input": "",
+                      "output": question["answer"].split("\n")[0] + " " + train[i % len(train)]["compliance"]})
+    write_jsonl(output_dir / "virus" / "Virus.jsonl", virus)
 
 
 @dataclass

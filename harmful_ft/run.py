@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from common.data import PreferenceExample, tokenize_preference
-from common.errors import ConfigError
+from common.errors import ConfigError, DataError
 from common.generation import generate
 from common.models import free_memory, load_for_inference, load_for_training
 from common.registry import SCORERS
@@ -128,13 +128,43 @@ def run_finetune(config: FinetuneConfig, run_dir: Path) -> dict:
     counts = {"num_harmful": len(selection.attack_harmful), "num_benign": len(selection.attack_benign)}
     if counts["num_harmful"] != config.num_harmful() or sum(counts.values()) != config.n:
         raise AssertionError(f"user data counts {counts} do not match p={config.p}, n={config.n}")
-    write_jsonl(run_dir / "user_data.jsonl", [{**dataclasses.asdict(s), "harmful": s in selection.attack_harmful}
-                                              for s in selection.user_data])
-    logger.info(f"finetune on {config.task}: {counts['num_harmful']} harmful + {counts['num_benign']} benign, "
-                f"finetune_defense {config.finetune_defense}")
-    summary = train_stage(config, run_dir, selection.user_data, selection)
+    samples, filters = filter_user_data(config, run_dir, selection)
+    logger.info(f"finetune on {config.task}: {counts['num_harmful']} harmful + {counts['num_benign']} benign"
+                + (f", {len(samples)} kept by {config.user_data_filter()}" if len(samples) < config.n else "")
+                + f", finetune_defense {config.finetune_defense}")
+    summary = train_stage(config, run_dir, samples, selection)
     return {**summary, "stage": "finetune", **counts, "user_data_sha": prompts_sha(selection.user_data),
-            "align_sha": prompts_sha(selection.align)}
+            "align_sha": prompts_sha(selection.align), "harmful_data": config.harmful_data,
+            "user_data_filter": config.user_data_filter(), "num_trained_samples": len(samples), **filters}
+
+
+def filter_user_data(config: FinetuneConfig, run_dir: Path, selection: Selection) -> tuple[list[Sample], dict]:
+    """D_user after the provider's filters, in order: the guard (harmful_ft/guard.py), then the CHES filter
+    (harmful_ft/ches_filter.py) on what the guard kept; and the filters' reports. run_dir/user_data.jsonl
+    keeps every sample of D_user with its label and what each filter decided."""
+    harmful = set(selection.attack_harmful)
+    records = [{**dataclasses.asdict(s), "harmful": s in harmful} for s in selection.user_data]
+    kept, report = list(range(len(records))), {}
+    filters = []
+    if config.guard is not None:
+        from harmful_ft.guard import guard_filter
+
+        filters.append(lambda samples, flags: guard_filter(config, samples, flags))
+    if config.ches_drop_share:
+        from harmful_ft.ches_filter import ches_filter
+
+        filters.append(lambda samples, flags: ches_filter(config, run_dir, samples, flags))
+    for apply in filters:
+        dropped, decisions, filter_report = apply([selection.user_data[i] for i in kept],
+                                                  [records[i]["harmful"] for i in kept])
+        for i, decision in zip(kept, decisions):
+            records[i].update(decision)
+        kept = [i for i, d in zip(kept, dropped) if not d]
+        report.update(filter_report)
+    write_jsonl(run_dir / "user_data.jsonl", records)
+    if not kept:
+        raise DataError(f"{config.user_data_filter()} dropped every user sample; nothing is left to fine-tune on")
+    return [selection.user_data[i] for i in kept], report
 
 
 def check_producer(config: DataConfig) -> Optional[dict]:
