@@ -1,9 +1,12 @@
-"""Zeroth-order optimisers in the shared trainer: MeZO's estimate, seed replay, restore, a DPO run, micro-batches."""
+"""Zeroth-order optimisers in the shared trainer: MeZO's estimate, seed replay, restore, a DPO run, micro-batches,
+TeZO's projection, TeZO-Adam against a hand-rolled loop, 2 processes against 1."""
 import math
 import types
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from common.config import TrainConfig
@@ -13,7 +16,9 @@ from common.strategies import ClassificationExample, StepStrategy, StepTerms
 from common.tracking import read_jsonl
 from common.trainer import Trainer, TrainerCallback
 from common.zeroth_order import MeZO, TeZOAdam
+from tests.common.test_fsdp import max_gap, run, torchrun
 from tests.conftest import random_llama
+from tests.train_preferences.test_train_preferences import prefs  # noqa: F401 (fixture)
 
 TOKENIZER = types.SimpleNamespace(pad_token_id=0)
 DIM = 12
@@ -296,3 +301,23 @@ def test_tezo_adam_moments_stay_fp32_through_a_checkpoint_of_bf16_weights():
         for key in ("exp_avg", "exp_avg_sq"):
             assert loaded.state[p][key].dtype == torch.float32
             assert torch.equal(loaded.state[p][key], saved.state[p][key])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer,port", [("mezo", 29551), ("tezo", 29552), ("tezo_adam", 29553)])
+def test_two_processes_give_the_weights_of_one(tmp_path, tiny_models, prefs, optimizer, port):  # noqa: F811
+    """torchrun, 2 CPU processes (gloo), against 1 process on the same global batches (16 pairs, 4 steps of 4,
+    micro-batches of 1): each process sums its share's losses, the sums are all-reduced, the seed is shared,
+    so both compute the same projected gradient and z and end at the same weights."""
+    zo = dict(optimizer=optimizer, tezo_rank=2, zo_eps=1e-3)
+    one, one_dir = run(tmp_path, "1", tiny_models["base"], prefs, **zo)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two, two_dir = run(tmp_path, "2", tiny_models["base"], prefs, launcher=torchrun(port), **zo)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a = load_file(one_dir / "model" / "model.safetensors")
+    b = load_file(two_dir / "model" / "model.safetensors")
+    initial = load_file(Path(tiny_models["base"]) / "model.safetensors")
+    assert max_gap(a, initial) > 1e-5 and max_gap(a, b) < 1e-7, (max_gap(a, initial), max_gap(a, b))
+    grads = [[r["projected_grad"] for r in read_jsonl(d / "metrics.jsonl") if r["kind"] == "train"]
+             for d in (one_dir, two_dir)]
+    assert len(grads[0]) == 4 and grads[0] == pytest.approx(grads[1], rel=1e-9)
