@@ -182,7 +182,7 @@ def figures(c: dict, o: MemoryOptions, layout: str, n: int = 1) -> dict:
 
 def plan_memory(c: dict, o: MemoryOptions) -> dict:
     if o.optimizer in ZEROTH_ORDER:  # forwards on a full replica per process; fsdp is refused
-        layouts = {"1 GPU": figures(c, o, "single"), f"{o.gpus} processes": figures(c, o, "ddp", o.gpus)}
+        layouts = {"1 GPU": figures(c, o, "single"), f"replicas x{o.gpus}": figures(c, o, "ddp", o.gpus)}
         return {"parameters": parameter_counts(c, o.lora), "cached_reference": 2 * 4 * o.batch_size,
                 "layouts": layouts, "fsdp_gpus_needed": None}
     layouts = {"1 GPU": figures(c, o, "single"), f"DDP x{o.gpus}": figures(c, o, "ddp", o.gpus),

@@ -122,7 +122,7 @@ def test_zeroth_order_command_has_no_fsdp_column(tmp_path, capsys):
     path = REPO / "data_files" / "model_configs" / "llama-3-8b.json"
     result = main(["--model", str(path), "--optimizer", "mezo", "--gpus", "4", "--dtype", "bfloat16",
                    "--precision", "bf16", "--lora", '{"r": 8}'])
-    assert list(result["layouts"]) == ["1 GPU", "4 processes"] and result["fsdp_gpus_needed"] is None
+    assert list(result["layouts"]) == ["1 GPU", "replicas x4"] and result["fsdp_gpus_needed"] is None
     single = result["layouts"]["1 GPU"]
     assert single["gradients"] == 0 and single["optimizer"] == 2 * 8 * 4096 * 2  # LoRA B (4096 x 8), bf16
     assert "zeroth order: no FSDP" in capsys.readouterr().out
