@@ -156,7 +156,7 @@ class TeZOAdam(TeZO):
         for index, p in enumerate(self.params):
             if p.dim() < 2:  # dense z: plain Adam moments of c z
                 u = v = None
-                g = at_least_fp32(super(TeZO, self).direction(index, p.data, step)).mul_(projected_grad)
+                g = at_least_fp32(self.direction(index, p.data, step)).mul_(projected_grad)
             else:
                 u, v, tau = (at_least_fp32(x) for x in self.factors(index, p.data, step))
                 g = tau.mul_(projected_grad)
