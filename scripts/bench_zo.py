@@ -8,6 +8,7 @@ Reported per optimizer: seconds per step over `train()` and the peak resident me
 GPU (the trainer picks it) also torch.cuda.max_memory_allocated over train().
 
     python scripts/bench_zo.py [--steps 20] [--batch_size 8] [--length 128] [--hidden 512] [--layers 4] [--rank 8]
+        [--optimizers adamw mezo tezo tezo_adam]
 
 Not a test: CI does not time anything. Record the printed table in docs/BENCHMARKS.md.
 """
@@ -81,27 +82,26 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--rank", type=int, default=8, help="tezo_rank of TeZO and TeZO-Adam")
+    parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZERS), default=list(OPTIMIZERS))
     parser.add_argument("--worker", choices=list(OPTIMIZERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
         return
     env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
-    rows = []
-    for name in OPTIMIZERS:
+    load = os.getloadavg()[0]
+    print("| optimizer | s/step | peak RSS MiB | RSS growth in train() MiB | CUDA peak MiB | final loss |\n"
+          "|---|---:|---:|---:|---:|---:|", flush=True)
+    for name in args.optimizers:  # each row as soon as its worker ends: a slow machine still leaves figures
         out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", name], env=env, check=True,
                              capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}; {rows[0]['parameters']:,} parameters, batch {args.batch_size} x "
-          f"{args.length} tokens, {args.steps} steps, TeZO rank {args.rank}")
-    print("| optimizer | s/step | peak RSS MiB | RSS growth in train() MiB | CUDA peak MiB | final loss |\n"
-          "|---|---:|---:|---:|---:|---:|")
-    for r in rows:
+        r = json.loads(out.strip().splitlines()[-1])
         cuda = "-" if r["cuda_peak_mib"] is None else f"{r['cuda_peak_mib']:.0f}"
         print(f"| {r['optimizer']} | {r['seconds_per_step']:.3f} | {r['peak_rss_mib']:.0f} "
-              f"| {r['rss_growth_mib']:.0f} | {cuda} | {r['final_loss']:.4f} |")
-
+              f"| {r['rss_growth_mib']:.0f} | {cuda} | {r['final_loss']:.4f} |", flush=True)
+    print(f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end; {r['parameters']:,} "
+          f"parameters, batch {args.batch_size} x {args.length} tokens, {args.steps} steps, TeZO rank {args.rank}")
 
 if __name__ == "__main__":
     main()
