@@ -31,12 +31,13 @@ span{u_k v_k^T} (times mn / r). Its hyper-parameters are unverified.
 TeZO-Adam (`tezo_adam`) keeps Adam's moments on the r coefficients of the estimate only: per matrix,
 g = c tau (the estimate is U diag(g) V^T / sqrt(r)), m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
 bias-corrected m^, v^ (t = optimizer step + 1); the full-matrix moments are rebuilt from them as
-M = U diag(m^) V^T / sqrt(r) and, dropping the cross terms u_j v_k^T u_l v_l^T of the square,
-V = (U o U) diag(v^) (V o V)^T / r; w <- w - lr (M / (sqrt(V) + 1e-8) + wd w) (decay decoupled, as
-AdamW: a decay term inside the moments would need full-size moments). So the state is 2 r floats
-per matrix (fp32 at least), against 2 per weight for Adam. Vectors (biases, norms; dense z) keep ordinary
-Adam moments of c z, 2 floats per entry: small next to the matrices. Betas (0.9, 0.999) and the 1e-8
-are Adam's defaults, not tuned for ZO; the rebuilt V is our reading of the paper (no official code).
+M = U diag(m^) V^T / sqrt(r) and, keeping only the j = l terms of the elementwise square of
+sum_k g_k u_k v_k^T, V = (U o U) diag(v^) (V o V)^T / r; w <- w - lr (M / (sqrt(V) + 1e-8) + wd w)
+(decay decoupled, as AdamW: a decay term inside the moments would need full-size moments). So the
+state is 2 r floats per matrix (fp32 at least), against 2 per weight for Adam. Vectors (biases,
+norms; dense z) keep ordinary Adam moments of c z, 2 floats per entry, and no decay (MeZO's rule).
+Betas (0.9, 0.999) and the 1e-8 are Adam's defaults, not tuned for ZO; the rebuilt V is our reading
+of the paper (no official code).
 """
 from __future__ import annotations
 
