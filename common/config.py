@@ -23,6 +23,9 @@ from typing import Any, Literal, Mapping, Optional
 from common.errors import ConfigError
 from common.validation import field_problem, lora_fields, unknown_lora_key
 
+GRADIENT_OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
+ZEROTH_ORDER_OPTIMIZERS = ("mezo", "tezo", "tezo_adam")  # forwards only: common/zeroth_order.py
+
 
 def option(default: Any = dataclasses.MISSING, *, help: str = "", choices: Optional[list] = None,
            min: Optional[float] = None, max: Optional[float] = None, min_exclusive: bool = False,
@@ -95,8 +98,9 @@ class TrainConfig(RunConfig):
     ipo_length_normalize: bool = option(False, help="IPO: divide log-probs by response length (TRL)")
     simpo_gamma: float = option(0.5, help="SimPO target reward margin")
     sft_coeff: float = option(0.0, min=0.0, help="adds sft_coeff * cross-entropy on y+ to the loss")
-    optimizer: str = option("rmsprop", choices=["rmsprop", "adam", "adamw", "sgd", "mezo", "tezo"],
-                            help="mezo / tezo: zeroth-order (two forwards, no backward; zo_eps, tezo_rank)")
+    optimizer: str = option("rmsprop", choices=[*GRADIENT_OPTIMIZERS, *ZEROTH_ORDER_OPTIMIZERS],
+                            help="mezo / tezo / tezo_adam: zeroth-order (two forwards, no backward; zo_eps, "
+                                 "tezo_rank; tezo_adam: Adam moments on TeZO's rank-r coefficients)")
     lr: float = option(1e-7, min=0.0, max=10.0, help="learning rate")
     weight_decay: float = option(0.0, min=0.0)
     lr_scheduler: str = option("constant", choices=["constant", "linear", "cosine"],
@@ -137,9 +141,10 @@ class TrainConfig(RunConfig):
                                 help="SFT term: summed NLL of y+ per example, or TRL's token mean over the batch")
     fsdp: bool = option(False, help="shard weights, gradients and optimizer state over the processes (FSDP2, "
                                     "each decoder layer a unit); launch with torchrun / accelerate launch")
-    zo_eps: float = option(1e-3, min=0, min_exclusive=True, help="mezo / tezo: perturbation scale eps "
+    zo_eps: float = option(1e-3, min=0, min_exclusive=True, help="mezo / tezo*: perturbation scale eps "
                                                                  "(MeZO: 1e-3 full parameters, 1e-2 LoRA)")
-    tezo_rank: int = option(1, min=1, help="tezo: rank r of the perturbation U diag(tau) V^T per weight matrix")
+    tezo_rank: int = option(1, min=1, help="tezo / tezo_adam: rank r of the perturbation U diag(tau) V^T per "
+                                           "weight matrix")
 
     def validate(self) -> None:
         super().validate()
@@ -159,7 +164,7 @@ class TrainConfig(RunConfig):
             raise FieldError("dtype", f"{self.dtype} weights trained at lr {self.lr:g} lose most updates to "
                                       "rounding; use dtype float32 (with precision bf16 for bf16 speed and "
                                       "memory), LoRA, or allow_bf16_weights true to train them anyway")
-        if self.optimizer in ("mezo", "tezo") and self.fsdp:
+        if self.optimizer in ZEROTH_ORDER_OPTIMIZERS and self.fsdp:
             raise FieldError("fsdp", f"optimizer {self.optimizer} with fsdp is not supported (it perturbs the full "
                                      "weights in place); drop fsdp, a zeroth-order run needs inference memory only")
         if self.lora is not None and unknown_lora_key(self.lora) is not None:

@@ -19,6 +19,13 @@ max_length, lora, gradient_checkpointing). Estimates, in bytes:
 - DDP adds one gradient-sized bucket buffer; FSDP over N divides parameters, gradients and optimizer state
   by N and adds the unsharded working set: two decoder layers (one computing, one prefetched) and the root
   unit (embeddings, final norm, LM head), in the compute dtype, with their gradients.
+- zeroth order (mezo, tezo, tezo_adam; common/zeroth_order.py): no gradients and no DDP (each process holds
+  the weights, the update is replayed from a shared seed), FSDP refused. Optimizer: the state (tezo_adam only:
+  2 r fp32 moments per weight matrix, 2 per entry of the vectors; mezo and tezo store nothing, TeZO's U, V are
+  regenerated from their seed) plus the update's workspace, one parameter at a time: its z and the restore
+  check's copy (tezo_adam's update: the two rebuilt fp32 moments) of the largest trainable tensor; U, V of
+  one matrix ((m + n) r numbers) are left out. Activations: a forward under no_grad keeps nothing for a
+  backward, so one decoder layer's tensors at a time, the final hidden states and the log-prob head.
 """
 from __future__ import annotations
 
@@ -29,14 +36,14 @@ from pathlib import Path
 from typing import Optional
 
 from common.cli import command_main
-from common.config import option
+from common.config import ZEROTH_ORDER_OPTIMIZERS, option
 from common.errors import DataError
 
 GB = 1e9
 OPTIMIZER_STATES = {"sgd": 0, "rmsprop": 1, "adam": 2, "adamw": 2}
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 PLAN_FIELDS = ("dtype", "precision", "optimizer", "batch_size", "micro_batch_size", "max_length", "lora",
-               "gradient_checkpointing", "objective")
+               "gradient_checkpointing", "objective", "tezo_rank")
 
 
 @dataclass
@@ -45,7 +52,8 @@ class MemoryOptions:
     plan: Optional[str] = option(None, help="experiment plan whose first configuration gives the training fields")
     dtype: str = option("float32", choices=list(BYTES), help="weights' dtype (a plan overrides)")
     precision: str = option("fp32", choices=["fp32", "bf16"])
-    optimizer: str = option("rmsprop", choices=list(OPTIMIZER_STATES))
+    optimizer: str = option("rmsprop", choices=[*OPTIMIZER_STATES, *ZEROTH_ORDER_OPTIMIZERS])
+    tezo_rank: int = option(1, min=1, help="tezo_adam: rank r of its moments per weight matrix")
     batch_size: int = option(32, min=1)
     micro_batch_size: int = option(0, min=0, help="0 = the whole per-process share in one forward")
     max_length: int = option(512, min=2)
@@ -99,15 +107,22 @@ def parameter_counts(c: dict, lora: Optional[dict]) -> dict:
                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
     layer = sum(a * b for a, b in modules.values()) + 2 * h
     embed = s["vocab"] * h
-    root = embed * (1 if c.get("tie_word_embeddings", False) else 2) + h
+    heads = 1 if c.get("tie_word_embeddings", False) else 2  # embedding and LM head matrices
+    root = embed * heads + h
     total = s["layers"] * layer + root
-    trainable = total
+    # trainable tensors, for the zeroth-order state: matrices, entries of vectors (norms), the largest tensor
+    trainable, matrices, vector_entries = total, s["layers"] * len(modules) + heads, (2 * s["layers"] + 1) * h
+    largest = max(embed, *(a * b for a, b in modules.values()))
     if lora:
         targets = lora.get("target_modules") or ["q_proj", "v_proj"]  # peft's default for Llama
         targets = [targets] if isinstance(targets, str) else targets
         r = lora.get("r", 8)
-        trainable = s["layers"] * sum(r * (a + b) for name, (a, b) in modules.items() if name in targets)
-    return {"total": total, "trainable": trainable, "layer": layer, "root": root}
+        adapted = [(a, b) for name, (a, b) in modules.items() if name in targets]
+        trainable = s["layers"] * sum(r * (a + b) for a, b in adapted)
+        matrices, vector_entries = 2 * s["layers"] * len(adapted), 0  # A (r x in) and B (out x r) each
+        largest = max(r * max(a, b) for a, b in adapted)
+    return {"total": total, "trainable": trainable, "layer": layer, "root": root, "matrices": matrices,
+            "vector_entries": vector_entries, "largest": largest}
 
 
 def activation_bytes(c: dict, o: MemoryOptions, world: int) -> int:
@@ -118,7 +133,9 @@ def activation_bytes(c: dict, o: MemoryOptions, world: int) -> int:
     tokens = rows_per_example * micro * o.max_length
     act = 4 if o.precision == "fp32" else 2
     per_layer_token = (10 * s["hidden"] + 3 * s["kv"] + 4 * s["intermediate"]) * act
-    if o.gradient_checkpointing:
+    if o.optimizer in ZEROTH_ORDER_OPTIMIZERS:  # no_grad forwards: one layer's tensors alive at a time
+        layers = tokens * per_layer_token
+    elif o.gradient_checkpointing:
         layers = tokens * (s["layers"] * s["hidden"] * 4 + per_layer_token)
     else:
         layers = tokens * s["layers"] * per_layer_token
@@ -126,8 +143,28 @@ def activation_bytes(c: dict, o: MemoryOptions, world: int) -> int:
     return int(layers + head + tokens * s["hidden"] * 4)  # + the final hidden states
 
 
+def zeroth_order_state(counts: dict, o: MemoryOptions) -> int:
+    """Bytes of the optimizer state of a zeroth-order run: tezo_adam's moments (fp32), else nothing."""
+    if o.optimizer != "tezo_adam":
+        return 0
+    return 2 * 4 * (o.tezo_rank * counts["matrices"] + counts["vector_entries"])
+
+
+def zeroth_order_figures(c: dict, o: MemoryOptions, n: int) -> dict:
+    counts = parameter_counts(c, o.lora)
+    workspace = 2 * counts["largest"] * (4 if o.optimizer == "tezo_adam" else BYTES[o.dtype])
+    return {"parameters": counts["total"] * BYTES[o.dtype], "gradients": 0,
+            "optimizer": zeroth_order_state(counts, o) + workspace, "activations": activation_bytes(c, o, n)}
+
+
 def figures(c: dict, o: MemoryOptions, layout: str, n: int = 1) -> dict:
     """Bytes per process of `layout` ("single", "ddp" or "fsdp") over n processes; see the module docstring."""
+    if o.optimizer in ZEROTH_ORDER_OPTIMIZERS:
+        if layout == "fsdp":
+            raise ValueError(f"optimizer {o.optimizer} does not run under fsdp")
+        out = zeroth_order_figures(c, o, n)  # "ddp": the same replica per process, no gradient buckets
+        out["total"] = sum(out.values())
+        return out
     counts = parameter_counts(c, o.lora)
     weights = counts["total"] * BYTES[o.dtype]
     grads = counts["trainable"] * 4
@@ -143,6 +180,10 @@ def figures(c: dict, o: MemoryOptions, layout: str, n: int = 1) -> dict:
 
 
 def plan_memory(c: dict, o: MemoryOptions) -> dict:
+    if o.optimizer in ZEROTH_ORDER_OPTIMIZERS:  # forwards on a full replica per process; fsdp is refused
+        layouts = {"1 GPU": figures(c, o, "single"), f"replicas x{o.gpus}": figures(c, o, "ddp", o.gpus)}
+        return {"parameters": parameter_counts(c, o.lora), "cached_reference": 2 * 4 * o.batch_size,
+                "layouts": layouts, "fsdp_gpus_needed": None}
     layouts = {"1 GPU": figures(c, o, "single"), f"DDP x{o.gpus}": figures(c, o, "ddp", o.gpus),
                f"FSDP x{o.gpus}": figures(c, o, "fsdp", o.gpus)}
     needed = next((n for n in range(1, 1025) if figures(c, o, "fsdp", n)["total"] + GB <= o.gpu_gb * GB), None)
@@ -164,8 +205,11 @@ def report(o: MemoryOptions) -> dict:
     for name, figures in result["layouts"].items():
         print(f"{name:<12}" + "".join(f"{figures[k] / GB:>13.1f}" for k in figures))
     needed = result["fsdp_gpus_needed"]
-    print(f"cached reference: {result['cached_reference']} bytes; FSDP fits on {o.gpu_gb:g} GB GPUs from "
-          f"{needed} GPU(s)" if needed else "FSDP does not fit on 1024 GPUs")
+    if o.optimizer in ZEROTH_ORDER_OPTIMIZERS:
+        fit = "zeroth order: no FSDP; a model too big for one GPU splits its layers with device_map auto"
+    else:
+        fit = f"FSDP fits on {o.gpu_gb:g} GB GPUs from {needed} GPU(s)" if needed else "FSDP does not fit on 1024 GPUs"
+    print(f"cached reference: {result['cached_reference']} bytes; {fit}")
     return result
 
 

@@ -24,9 +24,20 @@ What the paper leaves open, chosen here: U, V entries N(0, 1) drawn from a seed 
 parameter), regenerated each step rather than stored (m r + n r numbers, cheap next to the forward);
 Z is scaled by 1/sqrt(r) so its entries have unit variance like MeZO's z (MeZO's eps / lr grids are a
 starting point); parameters with fewer than 2 dimensions (biases, norms) get MeZO's dense z; tensors
-with more than 2 are treated as (shape[0], rest) matrices; plain ZO-SGD, not TeZO-Adam. E over tau of
-c Z is sum_k B_k <grad, B_k> with B_k = u_k v_k^T / sqrt(r): for m, n >> r nearly the projection of
-the gradient onto span{u_k v_k^T} (times mn / r). Its hyper-parameters are unverified.
+with more than 2 are treated as (shape[0], rest) matrices. E over tau of c Z is sum_k B_k <grad, B_k>
+with B_k = u_k v_k^T / sqrt(r): for m, n >> r nearly the projection of the gradient onto
+span{u_k v_k^T} (times mn / r). Its hyper-parameters are unverified.
+
+TeZO-Adam (`tezo_adam`) keeps Adam's moments on the r coefficients of the estimate only: per matrix,
+g = c tau (the estimate is U diag(g) V^T / sqrt(r)), m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
+bias-corrected m^, v^ (t = optimizer step + 1); the full-matrix moments are rebuilt from them as
+M = U diag(m^) V^T / sqrt(r) and, keeping only the j = l terms of the elementwise square of
+sum_k g_k u_k v_k^T, V = (U o U) diag(v^) (V o V)^T / r; w <- w - lr (M / (sqrt(V) + 1e-8) + wd w)
+(decay decoupled, as AdamW: a decay term inside the moments would need full-size moments). So the
+state is 2 r floats per matrix (fp32 at least), against 2 per weight for Adam. Vectors (biases,
+norms; dense z) keep ordinary Adam moments of c z, 2 floats per entry, and no decay (MeZO's rule).
+Betas (0.9, 0.999) and the 1e-8 are Adam's defaults, not tuned for ZO; the rebuilt V is our reading
+of the paper (no official code).
 """
 from __future__ import annotations
 
@@ -37,9 +48,10 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from common.config import ZEROTH_ORDER_OPTIMIZERS
 from common.errors import TrainingError
 
-OPTIMIZERS = ("mezo", "tezo")
+OPTIMIZERS = ZEROTH_ORDER_OPTIMIZERS
 
 
 def direction_seed(seed: int, step: int, index: int) -> int:
@@ -136,11 +148,55 @@ class TeZO(MeZO):
         return ((u * tau) @ v.T).div_(math.sqrt(self.rank)).view(p.shape)
 
 
+class TeZOAdam(TeZO):
+    """TeZO with Adam moments of the r coefficients of each matrix's estimate (module docstring)."""
+
+    betas, adam_eps = (0.9, 0.999), 1e-8
+
+    def apply(self, step: int, projected_grad: float, lr: float) -> None:
+        (b1, b2), decay, t = self.betas, self.param_groups[0]["weight_decay"], step + 1
+        for index, p in enumerate(self.params):
+            if p.dim() < 2:  # dense z: plain Adam moments of c z
+                u = v = None
+                g = at_least_fp32(self.direction(index, p.data, step)).mul_(projected_grad)
+            else:
+                u, v, tau = (at_least_fp32(x) for x in self.factors(index, p.data, step))
+                g = tau.mul_(projected_grad)
+            state = self.state[p]
+            if not state:
+                state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(g), torch.zeros_like(g)
+            m, s = state["exp_avg"], state["exp_avg_sq"]
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            s.mul_(b2).addcmul_(g, g, value=1 - b2)
+            m_hat, s_hat = m / (1 - b1 ** t), s / (1 - b2 ** t)
+            if u is None:
+                update = m_hat.div_(s_hat.sqrt_().add_(self.adam_eps))
+            else:
+                first = (u * m_hat) @ v.T / math.sqrt(self.rank)
+                second = (u * u * s_hat) @ (v * v).T / self.rank
+                update = first.div_(second.sqrt_().add_(self.adam_eps)).view(p.shape)
+                if decay:
+                    update.add_(p.data, alpha=decay)
+            p.data.add_(update.to(p.dtype), alpha=-lr)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's, but the moments stay fp32 (torch casts state to each parameter's dtype)."""
+        super().load_state_dict(state_dict)
+        for index, saved in state_dict["state"].items():
+            p = self.params[index]
+            self.state[p].update({k: v.to(p.device) for k, v in saved.items()})
+
+
+def at_least_fp32(x: Tensor) -> Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def make(config, params: Sequence[Tensor]) -> MeZO:
     """The zeroth-order optimizer `config.optimizer` names, over the trainable `params`."""
-    if config.optimizer == "tezo":
-        return TeZO(params, config.lr, config.weight_decay, config.zo_eps, config.seed, config.tezo_rank)
-    return MeZO(params, config.lr, config.weight_decay, config.zo_eps, config.seed)
+    if config.optimizer == "mezo":
+        return MeZO(params, config.lr, config.weight_decay, config.zo_eps, config.seed)
+    kind = {"tezo": TeZO, "tezo_adam": TeZOAdam}[config.optimizer]
+    return kind(params, config.lr, config.weight_decay, config.zo_eps, config.seed, config.tezo_rank)
 
 
 def forward_sums(trainer, micro: list[list[int]], weight: float) -> Tensor:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ches.similarity_file import MEASURES
-from common.config import FieldError, TrainConfig, did_you_mean, option
+from common.config import GRADIENT_OPTIMIZERS, ZEROTH_ORDER_OPTIMIZERS, FieldError, TrainConfig, did_you_mean, option
 
 TASKS = ("sst2", "agnews", "gsm8k", "alpaca")
 SAFETY_DATA = ("beavertails_safe", "repnoise_refusal")
@@ -62,8 +62,8 @@ class DataConfig(TrainConfig):
 
     # SFT (the public code: AdamW, loss on response tokens only)
     objective: str = option("cross_entropy", help="the study trains with cross_entropy (SFT) only")
-    optimizer: str = option("adamw", choices=["rmsprop", "adam", "adamw", "sgd", "mezo", "tezo"],
-                            help="mezo / tezo in the finetune stage: the forward-only (zeroth-order) attacker")
+    optimizer: str = option("adamw", choices=[*GRADIENT_OPTIMIZERS, *ZEROTH_ORDER_OPTIMIZERS],
+                            help="mezo / tezo / tezo_adam in the finetune stage: the forward-only (zeroth-order) attacker")
     defense: str = option("sft", help="alignment-stage defense (harmful_ft.defenses.DEFENSES): sft, vaccine, "
                                       "random_vaccine or booster; later stages name it for the model path")
 
@@ -170,7 +170,7 @@ class FinetuneDefenseConfig:
 
     def validate(self) -> None:
         super().validate()
-        if self.finetune_defense in ("lisa", "panacea") and self.optimizer in ("mezo", "tezo"):
+        if self.finetune_defense in ("lisa", "panacea") and self.optimizer in ZEROTH_ORDER_OPTIMIZERS:
             raise FieldError("finetune_defense", f"{self.finetune_defense} forms its gradient from extra backward "
                                                  f"passes; the forward-only optimizer {self.optimizer} cannot run it")
         if self.finetune_defense in ("panacea", "random_perturbation") and self.fsdp:
@@ -178,6 +178,7 @@ class FinetuneDefenseConfig:
                                                  f"drop fsdp")
 
 
+@dataclass
 class UserDataConfig:
     """Mixin of the finetune stage: where the harmful samples of D_user come from, and the provider's
     filters of D_user before training (docs/harmful_ft.md: Virus and the guardrail; CHES filter)."""

@@ -79,3 +79,50 @@ def test_missing_config_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--model", str(tmp_path / "nothing")])
     assert exit_.value.code == 2 and "no config.json there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("optimizer", ["mezo", "tezo", "tezo_adam"])
+def test_zeroth_order_figures_of_the_tiny_model_by_hand(tiny_models, optimizer):
+    """Tiny model (config.json: hidden 128, 4 heads of 32, intermediate 384, 2 layers, vocab 2293, untied),
+    batch 2 DPO pairs of 64 tokens, fp32, rank 4; every figure written out from those numbers."""
+    config = read_model_config(str(Path(tiny_models["base"]) / "config.json"))
+    options = MemoryOptions(model="tiny", optimizer=optimizer, tezo_rank=4, batch_size=2, max_length=64)
+    planned = figures(config, options, "single")
+    h, i, layers, vocab = 128, 384, 2, 2293
+    weights = layers * (4 * h * h + 3 * h * i + 2 * h) + 2 * vocab * h + h
+    assert planned["parameters"] == 4 * weights and planned["gradients"] == 0
+    largest = vocab * h  # the embedding (and LM head): the biggest z materialised, twice (z and the restore copy)
+    state = 2 * 4 * (4 * (7 * layers + 2) + (2 * layers + 1) * h) if optimizer == "tezo_adam" else 0
+    assert planned["optimizer"] == state + 2 * largest * 4
+    tokens = 2 * 2 * 64  # chosen and rejected rows
+    one_layer = (10 * h + 3 * h + 4 * i) * 4  # per token, fp32, one layer at a time: nothing kept for a backward
+    assert planned["activations"] == tokens * one_layer + 2 * tokens * 0.5 * vocab * 4 + tokens * h * 4
+    assert planned["activations"] < figures(config, MemoryOptions(model="tiny", batch_size=2, max_length=64),
+                                            "single")["activations"] / 1.5  # below backprop's 2 layers' worth
+
+
+def test_tezo_adam_state_equals_a_real_optimizers(tiny_models):
+    """The planner's tezo_adam state against the moments a real TeZOAdam keeps after one update."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from common.memory import zeroth_order_state
+    from common.zeroth_order import TeZOAdam
+
+    path = Path(tiny_models["base"]) / "config.json"
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    optimizer = TeZOAdam(list(model.parameters()), lr=1e-6, weight_decay=0.0, eps=1e-3, seed=0, rank=4)
+    with torch.no_grad():
+        optimizer.apply(0, 0.5, 1e-6)
+    kept = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values())
+    counts = parameter_counts(read_model_config(str(path)), None)
+    assert zeroth_order_state(counts, MemoryOptions(model="tiny", optimizer="tezo_adam", tezo_rank=4)) == kept
+
+
+def test_zeroth_order_command_has_no_fsdp_column(tmp_path, capsys):
+    path = REPO / "data_files" / "model_configs" / "llama-3-8b.json"
+    result = main(["--model", str(path), "--optimizer", "mezo", "--gpus", "4", "--dtype", "bfloat16",
+                   "--precision", "bf16", "--lora", '{"r": 8}'])
+    assert list(result["layouts"]) == ["1 GPU", "replicas x4"] and result["fsdp_gpus_needed"] is None
+    single = result["layouts"]["1 GPU"]
+    assert single["gradients"] == 0 and single["optimizer"] == 2 * 8 * 4096 * 2  # LoRA B (4096 x 8), bf16
+    assert "zeroth order: no FSDP" in capsys.readouterr().out

@@ -1,9 +1,12 @@
-"""Zeroth-order optimisers in the shared trainer: MeZO's estimate, seed replay, restore, a DPO run, micro-batches."""
+"""Zeroth-order optimisers in the shared trainer: MeZO's estimate, seed replay, restore, a DPO run, micro-batches,
+TeZO's projection, TeZO-Adam against a hand-rolled loop, 2 processes against 1."""
 import math
 import types
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from common.config import TrainConfig
@@ -12,8 +15,10 @@ from common.errors import TrainingError
 from common.strategies import ClassificationExample, StepStrategy, StepTerms
 from common.tracking import read_jsonl
 from common.trainer import Trainer, TrainerCallback
-from common.zeroth_order import MeZO
+from common.zeroth_order import MeZO, TeZOAdam
+from tests.common.test_fsdp import max_gap, run, torchrun
 from tests.conftest import random_llama
+from tests.train_preferences.test_train_preferences import prefs  # noqa: F401 (fixture)
 
 TOKENIZER = types.SimpleNamespace(pad_token_id=0)
 DIM = 12
@@ -134,6 +139,56 @@ def test_tezo_estimate_is_the_projection_onto_span_of_its_factors(tmp_path):
     assert cosine(mean, g) < 0.5  # a 2-dimensional subspace of 120: far from the full gradient
 
 
+def hand_rolled_tezo_adam(model, opt, steps, lr, eps, wd=0.0, b1=0.9, b2=0.999):
+    """TeZO-Adam's trajectory recomputed in float64 from the closed-form moments of the coefficients
+    (m_t = (1 - b1) sum_s b1^(t-s) g_s, v_t likewise with g_s^2) and explicit rank-1 sums: the random draws
+    are the optimizer's (seed replay is tested above), everything else is computed here."""
+    w, probe, gs, out = model.w.detach().clone(), Quadratic(model.w.shape), [], []
+    matrix = w.dim() == 2
+    r = opt.rank
+    for t in range(steps):
+        if matrix:
+            u, v, tau = opt.factors(0, w, t)
+            z = sum(tau[k] * torch.outer(u[:, k], v[:, k]) for k in range(r)) / math.sqrt(r)
+            coefficients = tau
+        else:
+            z = opt.direction(0, w, t)
+            coefficients = z
+        with torch.no_grad():
+            probe.w.copy_(w + eps * z)
+            plus = probe.loss().item()
+            probe.w.copy_(w - eps * z)
+            minus = probe.loss().item()
+        gs.append((plus - minus) / (2 * eps) * coefficients)
+        m = (1 - b1) * sum(b1 ** (t - s) * g for s, g in enumerate(gs)) / (1 - b1 ** (t + 1))
+        second = (1 - b2) * sum(b2 ** (t - s) * g * g for s, g in enumerate(gs)) / (1 - b2 ** (t + 1))
+        if matrix:
+            first = sum(m[k] * torch.outer(u[:, k], v[:, k]) for k in range(r)) / math.sqrt(r)
+            full_second = sum(second[k] * torch.outer(u[:, k] ** 2, v[:, k] ** 2) for k in range(r)) / r
+            w = w - lr * (first / (full_second.sqrt() + 1e-8) + wd * w)
+        else:
+            w = w - lr * m / (second.sqrt() + 1e-8)  # no decay on vectors
+        out.append(w)
+    return out, m, second
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (DIM,)])
+def test_tezo_adam_follows_a_hand_rolled_adam_on_tau(tmp_path, shape):
+    model = Quadratic(shape=shape)
+    start = Quadratic(shape=shape)  # the same seeded weights, left at w0 for the hand-rolled run
+    trainer, rows = quadratic_run(tmp_path, 3, optimizer="tezo_adam", tezo_rank=2, lr=0.01, model=model,
+                                  weight_decay=0.1)
+    opt = trainer.optimizer
+    expected, m, second = hand_rolled_tezo_adam(start, opt, 3, lr=0.01, eps=1e-3, wd=0.1)
+    assert torch.allclose(model.w.detach(), expected[-1], atol=1e-10, rtol=0)
+    assert not torch.allclose(expected[-1], start.w.detach(), atol=1e-3)  # it moved
+    state = opt.state[model.w]
+    assert state["exp_avg"].shape == ((2,) if len(shape) == 2 else shape)  # r numbers per matrix
+    # the stored moments are the bias-uncorrected ones of the closed forms
+    assert torch.allclose(state["exp_avg"], m * (1 - 0.9 ** 3), atol=1e-12)
+    assert torch.allclose(state["exp_avg_sq"], second * (1 - 0.999 ** 3), atol=1e-12)
+
+
 def pairs():
     g = torch.Generator().manual_seed(0)
 
@@ -215,4 +270,54 @@ def test_mezo_with_fsdp_is_refused_at_the_config():
     with pytest.raises(FieldError, match="optimizer mezo with fsdp is not supported") as info:
         TrainConfig(model="m", optimizer="mezo", fsdp=True).validate()
     assert info.value.field == "fsdp"
+    with pytest.raises(FieldError, match="optimizer tezo_adam with fsdp is not supported"):
+        TrainConfig(model="m", optimizer="tezo_adam", fsdp=True).validate()
     TrainConfig(model="m", optimizer="tezo", tezo_rank=2).validate()  # a plain ZO config passes
+
+
+def test_interrupted_tezo_adam_run_resumes_its_moments(tmp_path):
+    cfg = llama_config(optimizer="tezo_adam", tezo_rank=2, lr=1e-3, max_steps=4, save_every_steps=2, batch_size=4)
+    straight = random_llama()
+    Trainer(cfg, straight, TOKENIZER, pairs(), tmp_path / "straight").train()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, random_llama(), TOKENIZER, pairs(), tmp_path / "resumed", callbacks=[StopAt()]).train()
+    resumed = random_llama()
+    Trainer(cfg, resumed, TOKENIZER, pairs(), tmp_path / "resumed").train()
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)  # the tau moments came back from the checkpoint
+
+
+def test_tezo_adam_moments_stay_fp32_through_a_checkpoint_of_bf16_weights():
+    def optimizer(weights):
+        return TeZOAdam(weights, lr=1e-3, weight_decay=0.0, eps=1e-2, seed=0, rank=2)
+
+    weights = [nn.Parameter(torch.ones(6, 4, dtype=torch.bfloat16)), nn.Parameter(torch.ones(4, dtype=torch.bfloat16))]
+    saved = optimizer(weights)
+    with torch.no_grad():
+        saved.apply(0, 0.123456789, 1e-3)
+    loaded = optimizer(weights)
+    loaded.load_state_dict(saved.state_dict())  # torch alone would cast the moments to bfloat16
+    for p in weights:
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert loaded.state[p][key].dtype == torch.float32
+            assert torch.equal(loaded.state[p][key], saved.state[p][key])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer,port", [("mezo", 29551), ("tezo", 29552), ("tezo_adam", 29553)])
+def test_two_processes_give_the_weights_of_one(tmp_path, tiny_models, prefs, optimizer, port):  # noqa: F811
+    """torchrun, 2 CPU processes (gloo), against 1 process on the same global batches (16 pairs, 4 steps of 4,
+    micro-batches of 1): each process sums its share's losses, the sums are all-reduced, the seed is shared,
+    so both compute the same projected gradient and z and end at the same weights."""
+    zo = dict(optimizer=optimizer, tezo_rank=2, zo_eps=1e-3)
+    one, one_dir = run(tmp_path, "1", tiny_models["base"], prefs, **zo)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two, two_dir = run(tmp_path, "2", tiny_models["base"], prefs, launcher=torchrun(port), **zo)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a = load_file(one_dir / "model" / "model.safetensors")
+    b = load_file(two_dir / "model" / "model.safetensors")
+    initial = load_file(Path(tiny_models["base"]) / "model.safetensors")
+    assert max_gap(a, initial) > 1e-5 and max_gap(a, b) < 1e-7, (max_gap(a, initial), max_gap(a, b))
+    grads = [[r["projected_grad"] for r in read_jsonl(d / "metrics.jsonl") if r["kind"] == "train"]
+             for d in (one_dir, two_dir)]
+    assert len(grads[0]) == 4 and grads[0] == pytest.approx(grads[1], rel=1e-9)

@@ -68,3 +68,17 @@ def test_finetune_defense_paper_plans(name, methods, align, finetune):
     assert {c.finetune_defense for c in by_stage["finetune"]} == methods
     assert all({k: getattr(c, k) for k in finetune} == finetune and c.num_epochs == 20 for c in by_stage["finetune"])
     assert {c.finetune_defense for c in by_stage["evaluate"] if c.finetune_defense != "none"} == methods - {"none"}
+
+
+def test_zo_attack_plan_runs_the_mezo_lora_grid_after_the_vaccine_alignment():
+    runs = expand("zo_attack_llama2_7b.json")
+    by_stage = {s: [r.config for r in runs if r.config.stage == s] for s in ("align", "finetune", "evaluate")}
+    vaccine = {r.config.stage: r.config for r in expand("vaccine_llama2_7b.json")}
+    fields = ("model", "lora", "lr", "num_epochs", "batch_size", "num_align", "safety_data", "weight_decay")
+    assert [{k: getattr(c, k) for k in fields} for c in by_stage["align"]] == [
+        {k: getattr(vaccine["align"], k) for k in fields}]  # the same aligned model as the Vaccine plan
+    finetune = by_stage["finetune"]
+    assert {(c.optimizer, c.lr) for c in finetune} == {(o, lr) for o in ("mezo", "tezo") for lr in (1e-4, 5e-5)}
+    assert all(c.zo_eps == 1e-2 and c.lora["r"] == 8 and c.n == 1000 and c.task == "sst2" for c in finetune)
+    assert {c.p for c in finetune} == {0.0, 0.05, 0.1, 0.2} and len(finetune) == 16
+    assert len(by_stage["evaluate"]) == 17 and by_stage["evaluate"][0].protocol()["num_harmful_eval"] == 500
