@@ -261,6 +261,7 @@ def _check_type(value: Any, tp: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)  # a plan of 10**5 runs asks 3 times a run: cached (callers only read it)
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
@@ -371,16 +372,15 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
         return f"{where}.{key}"
 
     check_known_keys(values, cls, where)
+    defaults, order, required = _field_table(cls)
+    # A plan's runs pass every field, most at the class's own default: those are valid and left to the
+    # class, and the rest is checked in field order (so an error names the first bad field).
+    checked = [k for k, v in values.items() if v is not defaults[k]] + [k for k in required if k not in values]
     kwargs = {}
-    for name, f in config_fields(cls).items():
+    for name in sorted(checked, key=order.__getitem__):
         if name not in values:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{loc(name)}: required key is missing")
-            continue
+            raise ConfigError(f"{loc(name)}: required key is missing")
         value = values[name]
-        if value is f.default:  # a default (the plan expander passes them all): valid, and skipping is fast
-            kwargs[name] = value
-            continue
         try:
             try:  # a plan's runs share most values: each distinct scalar is checked once
                 kwargs[name] = _checked_scalar(cls, name, type(value), value)
@@ -395,6 +395,15 @@ def from_dict(cls: type, values: Mapping[str, Any], where: Mapping[str, str] | s
     except FieldError as e:
         raise ConfigError(f"{loc(e.field)}: {e}") from None
     return config
+
+
+@functools.lru_cache(maxsize=None)
+def _field_table(cls: type) -> tuple[dict[str, Any], dict[str, int], tuple[str, ...]]:
+    """Each field's default (MISSING when it has none or a factory), its position, and the required fields."""
+    fields = dataclasses.fields(cls)
+    required = tuple(f.name for f in fields
+                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    return {f.name: f.default for f in fields}, {f.name: i for i, f in enumerate(fields)}, required
 
 
 class _Invalid(ValueError):

@@ -87,6 +87,12 @@ def _check_keys(obj: dict, allowed: set[str], where: str) -> None:
             raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}")
 
 
+@functools.lru_cache(maxsize=4096)
+def _template_pieces(text: str) -> tuple[str, ...]:
+    """`text` split at its `{field}`s: (literal, field, literal, ..., literal); parsed once per string."""
+    return tuple(_TEMPLATE.split(text))
+
+
 def _fill_templates(values: dict, origins: dict, context: dict, candidates=None) -> dict:
     """Replace `{name}` in string values by other values of the run (defaults and `context` included);
     a template that refers back to itself, directly or through others, is an error naming the cycle.
@@ -107,16 +113,17 @@ def _fill_templates(values: dict, origins: dict, context: dict, candidates=None)
                               f"write one of them without a template")
         resolving.append(key)
 
-        def substitute(match: re.Match) -> str:
-            name = match.group(1)
+        pieces = list(_template_pieces(value))
+        for i in range(1, len(pieces), 2):  # left to right, as the errors name the first bad field
+            name = pieces[i]
             if name in context:
-                return str(context[name])
-            if name not in values:
+                pieces[i] = str(context[name])
+            elif name not in values:
                 raise ConfigError(f"{origins.get(key, key)}: template {{{name}}} names no config field"
                                   f"{did_you_mean(name, list(values) + list(context))}")
-            return str(resolve(name))
-
-        filled[key] = _TEMPLATE.sub(substitute, value)
+            else:
+                pieces[i] = str(resolve(name))
+        filled[key] = "".join(pieces)
         resolving.pop()
         return filled[key]
 
@@ -252,22 +259,16 @@ def expand_plan(plan: dict, config_cls: type, plan_name: str = "plan.json",
 
 
 def _real_path(path: str) -> str:
-    """os.path.realpath, resolving each parent directory once (a plan's runs share few parents)."""
-    if os.path.lexists(path):
-        return os.path.realpath(path)
+    """os.path.realpath of a normalised path, resolving each parent directory once (a plan's runs share
+    few parents): only a leaf that is a symbolic link needs resolving on its own."""
     parent, name = os.path.split(path)
-    return os.path.join(_real_parent(parent), name)
+    real = os.path.join(_real_parent(parent), name)
+    return os.path.realpath(real) if os.path.islink(real) else real
 
 
 @functools.lru_cache(maxsize=4096)
 def _real_parent(parent: str) -> str:
     return os.path.realpath(parent)
-
-
-def _parents(path: str):
-    while os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-        yield path
 
 
 def check_distinct_run_dirs(runs: list[PlannedRun], plan_name: str) -> None:
@@ -283,8 +284,15 @@ def check_distinct_run_dirs(runs: list[PlannedRun], plan_name: str) -> None:
                               f"both write to {other.run_dir}{alias}; put the varying fields in experiment_name, "
                               f"e.g. \"name_{{seed}}\"")
         by_dir[real] = run
+
+    @functools.lru_cache(maxsize=None)  # the runs share few parent directories: each is looked up once
+    def run_at_or_above(directory: str) -> PlannedRun | None:
+        parent = os.path.dirname(directory)
+        return by_dir.get(directory) or (None if parent == directory else run_at_or_above(parent))
+
     for real, run in by_dir.items():
-        outer = next((by_dir[p] for p in _parents(real) if p in by_dir), None)
+        parent = os.path.dirname(real)
+        outer = None if parent == real else run_at_or_above(parent)
         if outer is not None:
             raise ConfigError(f"{plan_name}: run {run.index} ({run.origin}) writes to {run.run_dir}, inside the "
                               f"directory of run {outer.index} ({outer.origin}); give them sibling experiment_names")

@@ -1,4 +1,5 @@
-"""Run-directory safety: confinement, the run marker, aliases, the per-run lock, and kills at each write step.
+"""Run-directory safety: confinement, the run marker, aliases, the per-run lock, kills at each write step, and two
+plan processes racing on one plan.
 
 Kills are real: a forked child runs the run with ALAB_CRASH_AT naming a write step, where the code
 calls os._exit (no finally blocks, no clean-up, as kill -9), and the parent then re-runs it.
@@ -253,3 +254,67 @@ def test_incomplete_checkpoints_fall_back_to_the_previous_one_or_a_restart(tmp_p
     assert f"{run.run_dir}: no complete checkpoint; restarting the run from step 0" in caplog.text
     assert losses(run.run_dir) == pytest.approx(straight_losses, abs=1e-5)
     assert not (run.run_dir / ".model.tmp-12345").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Two real plan processes racing on one plan
+
+
+def race_plan(tmp_path: Path, model: str, out: Path) -> Path:
+    # The cheapest real runner: train_preferences, 2 runs of 2 DPO steps (8 pairs, 4 per step) on tiny-base.
+    tmp_path.mkdir()
+    data = tmp_path / "prefs.jsonl"
+    rows = (REPO / "data_files" / "pref_similarity" / "plain_tiny.jsonl").read_text().splitlines()[:8]
+    data.write_text("\n".join(rows) + "\n")
+    base = {"model": model, "dataset": str(data), "objective": "dpo", "optimizer": "adam", "batch_size": 4,
+            "num_epochs": 1, "use_chat_template": False, "max_length": 256, "outputs_dir": str(out),
+            "experiment_name": "lr{lr}"}
+    return write_plan(tmp_path, {"configurations": [{"base_config": base, "options": {"lr": [1e-4, 3e-4]}}]})
+
+
+def without_timings(record: dict, prefix: str = "") -> dict:
+    """The record's values by key path ("train/loss"), without the wall-clock ones."""
+    flat = {}
+    for k, v in record.items():
+        if "time" not in k and "per_second" not in k:
+            flat.update(without_timings(v, f"{prefix}{k}/") if isinstance(v, dict) else {prefix + k: v})
+    return flat
+
+
+def test_two_plan_processes_on_one_plan_train_each_run_once(tmp_path, tiny_models):
+    from train_preferences.config import PreferenceRunConfig
+    from train_preferences.run import run as train_preferences
+
+    alone = run_plan(race_plan(tmp_path / "alone", tiny_models["base"], tmp_path / "alone" / "out"),
+                     PreferenceRunConfig, train_preferences)  # the reference: one process, in this one
+
+    out = tmp_path / "raced" / "out"
+    plan_path = race_plan(tmp_path / "raced", tiny_models["base"], out)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    children = [subprocess.Popen([sys.executable, "-m", "train_preferences", "--plan_config_path", str(plan_path)],
+                                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    errors = [c.communicate(timeout=600)[1] for c in children]
+    codes = [c.returncode for c in children]
+    # Whoever comes second either finds a run in use (exit 2, one line naming the first) or, when the
+    # first has already finished, skips every run (exit 0). Never a traceback, never a second training.
+    assert sorted(codes) in ([0, 0], [0, 2]), errors
+    for child, err in zip(children, errors):
+        assert "Traceback" not in err and "FileExistsError" not in err, err
+        if child.returncode == 2:
+            other, = [c.pid for c in children if c is not child]
+            assert err.strip().splitlines()[-1].startswith(f"error: run {out}/lr")
+            assert f" is in use by process {other}; wait for it to finish" in err.strip().splitlines()[-1]
+
+    for reference in alone:
+        run_dir = out / reference.run_dir.name
+        log = (run_dir / "log.txt").read_text()
+        assert log.count("] run: ") == 1 and "] resume: " not in log, log  # trained once, from the start
+        raced, single = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(reference.run_dir / "metrics.jsonl")
+        assert [r["step"] for r in raced if r["kind"] == "train"] == [1, 2]
+        assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == len(single)
+        for a, b in zip(raced, single):
+            assert without_timings(a) == pytest.approx(without_timings(b), abs=1e-5)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert without_timings(summary) == pytest.approx(
+            without_timings(json.loads((reference.run_dir / "summary.json").read_text())), abs=1e-5)

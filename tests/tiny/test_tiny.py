@@ -1,11 +1,17 @@
 """The offline tiny models and their corpus: tokenizer, template, loading, behaviour, cache, determinism."""
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
+from common.rundir import CRASH_EXIT
 from tiny.build import (
     BUILD_INFO_FILE,
     TinyBuildConfig,
@@ -24,6 +30,8 @@ from tiny.corpus.reviews import review_records, sentiment_score
 from tiny.pretrain import TinyModelSpec, pretrain_tiny_model
 from tiny.probes import answer_token_mass, heldout_loss, sample_chat
 from tiny.tokenizer import answer_token_ids
+
+REPO = Path(__file__).resolve().parents[2]
 
 # A build small enough to run twice in a test: checks the cache and bitwise determinism end to end.
 MINI_BUILD = TinyBuildConfig(spec=TinyModelSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
@@ -216,17 +224,83 @@ def fake_build(path, build_hash, note):
     (path / BUILD_INFO_FILE).write_text(json.dumps({"build_hash": build_hash, "note": note}))
 
 
-def test_a_build_killed_between_its_renames_is_restored_not_deleted(tmp_path):
-    # What a kill between `out -> .old-PID` and `.tmp-PID -> out` leaves: no out dir, two complete copies.
-    from tiny.build import _build_hash
+# The build's swap runs for real in a child process; only the training (_build) is replaced by a writer of two
+# small model directories, so that a kill costs seconds instead of a build.
+KILLED_BUILD = """
+import os, sys, time
+from pathlib import Path
+import tiny.build as build
 
+def fake_build(config, out_dir, show_progress):
+    for name in build.TINY_MODEL_NAMES:
+        (out_dir / name).mkdir(parents=True)
+        (out_dir / name / "config.json").write_text("{}")
+        (out_dir / name / "model.safetensors").write_text("new " + name)
+        if sys.argv[2] == "hang":  # half written: tell the parent, and wait for its kill -9
+            Path(sys.argv[3]).write_text("")
+            time.sleep(600)
+    return {"metrics": {}, "seconds": {}}
+
+build._build = fake_build
+build.build_tiny_models(sys.argv[1], force=True, show_progress=False)
+"""
+
+
+def start_killed_build(out, mode, *extra, crash_at=""):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ALAB_CRASH_AT": crash_at}
+    return subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(out), mode, *extra], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def tree(path):
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def no_rebuild(*args):
+    pytest.fail("the next build trained again instead of restoring the killed build's complete copy")
+
+
+def test_a_build_killed_between_its_renames_is_restored_not_deleted(tmp_path, monkeypatch):
+    # The kill: after `out -> .old-PID`, before `.tmp-PID -> out`. No out dir is left, but two complete copies.
     out = tmp_path / "tiny"
-    fake_build(tmp_path / ".tiny.old-11", _build_hash(MINI_BUILD), "old")
-    fake_build(tmp_path / ".tiny.tmp-11", _build_hash(MINI_BUILD), "new")
-    (tmp_path / ".tiny.tmp-12").mkdir()  # an incomplete build (no BUILD_INFO.json): deleted
-    build_tiny_models(out, config=MINI_BUILD, show_progress=False)  # restores instead of rebuilding
-    assert read_build_info(out)["note"] == "new"
+    fake_build(out, "stale", "old")
+    child = start_killed_build(out, "swap", crash_at="tiny_build_moved_aside")
+    assert child.wait(timeout=300) == CRASH_EXIT, child.stderr.read()
+    assert not out.exists()
+    new_copy, = tmp_path.glob(".tiny.tmp-*")
+    assert read_build_info(tmp_path / f".tiny.old-{child.pid}")["note"] == "old"
+    assert read_build_info(new_copy)["build_version"]  # complete: BUILD_INFO.json is written last
+    expected = tree(new_copy)
+    (tmp_path / ".tiny.tmp-12").mkdir()  # an incomplete build of another killed process (no BUILD_INFO.json)
+
+    monkeypatch.setattr("tiny.build._build", no_rebuild)
+    build_tiny_models(out, show_progress=False)  # the next build: restores the newest copy, then it is cached
+    assert tree(out) == expected
     assert not list(tmp_path.glob(".tiny.*-*"))
+
+
+def test_a_build_killed_while_training_keeps_the_previous_build(tmp_path, monkeypatch):
+    out = tmp_path / "tiny"
+    fake_build(out, "stale", "old")
+    before = tree(out)
+    ready = tmp_path / "half_written"
+    child = start_killed_build(out, "hang", str(ready))
+    deadline = time.time() + 300
+    while not ready.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert ready.exists(), child.stderr.read() if child.poll() is not None else "the child never got to train"
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=60) == -signal.SIGKILL
+    assert tree(out) == before and [p.name for p in tmp_path.glob(".tiny.*-*")] == [f".tiny.tmp-{child.pid}"]
+
+    def rebuild(config, tmp_dir, show_progress):
+        fake_build(tmp_dir, "unused", "unused")
+        (tmp_dir / BUILD_INFO_FILE).unlink()  # the build writes its own
+        return {"metrics": {}, "seconds": {}}
+
+    monkeypatch.setattr("tiny.build._build", rebuild)
+    build_tiny_models(out, show_progress=False)  # the stale hash makes it rebuild; the half-written copy goes
+    assert read_build_info(out)["build_version"] and not list(tmp_path.glob(".tiny.*-*"))
 
 
 def test_build_refuses_to_replace_a_directory_that_is_not_a_build(tmp_path, capsys):
