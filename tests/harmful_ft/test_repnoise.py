@@ -165,3 +165,13 @@ def test_needs_a_harmful_set_and_no_checkpointing():
         make_strategy("repnoise", config())
     with pytest.raises(ConfigError, match="gradient_checkpointing"):
         make_strategy("repnoise", config(gradient_checkpointing=True), sft_examples(1, 2))
+
+
+def test_paper_plan_carries_the_papers_values():
+    from tests.harmful_ft.test_plans import expand
+
+    align = [r.config for r in expand("repnoise_llama2_7b.json") if r.config.stage == "align"]
+    assert len(align) == 1 and align[0].defense == "repnoise" and not align[0].gradient_checkpointing
+    c = align[0]
+    assert (c.repnoise_beta, c.repnoise_alpha, c.sft_loss_type, c.safety_data) == (
+        0.001, 1.0, "token_mean", "repnoise_refusal")

@@ -174,3 +174,13 @@ def test_needs_a_harmful_set():
 
     with pytest.raises(ConfigError, match="tvaccine' needs a harmful set"):
         make_strategy("tvaccine", config())
+
+
+def test_paper_plan_carries_the_papers_values():
+    from tests.harmful_ft.test_plans import expand
+
+    align = [r.config for r in expand("tvaccine_llama2_7b.json") if r.config.stage == "align"]
+    assert len(align) == 1 and align[0].defense == "tvaccine" and not align[0].gradient_checkpointing
+    c = align[0]
+    assert (c.tvaccine_rho, c.tvaccine_layers, c.tvaccine_sample_every, c.tvaccine_score_every,
+            c.tvaccine_score_samples, c.lr, c.num_epochs, c.batch_size) == (3.0, 8, 20, 200, 200, 1e-3, 50, 5)
