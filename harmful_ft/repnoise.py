@@ -145,6 +145,7 @@ class RepNoiseStrategy(PreferenceStrategy):
         width = max(m.shape[1] for m in masks)
         x = [torch.cat([F.pad(r[layer], (0, 0, 0, width - r[layer].shape[1])) for r in reps]) for layer in range(count)]
         mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for m in masks])
+        del reps  # x holds them now
         y = [torch.zeros_like(x[0]) for _ in range(count)]
         for row in range(len(mask)):
             noise = self.noise(trainer, row, int(mask[row].sum()), count, hidden)
