@@ -175,3 +175,20 @@ def test_paper_plan_carries_the_papers_values():
     c = align[0]
     assert (c.repnoise_beta, c.repnoise_alpha, c.sft_loss_type, c.safety_data) == (
         0.001, 1.0, "token_mean", "repnoise_refusal")
+
+
+def test_tiny_plan_alignment_through_the_cli(tiny_models, tmp_path, monkeypatch):
+    """The CPU smoke run of the tiny plan's alignment stage (the whole plan: python -m harmful_ft)."""
+    from pathlib import Path
+
+    from common.tracking import read_json
+    from harmful_ft import __main__ as cli
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    cli.main(["--plan_config_path", str(repo / "harmful_ft" / "experiments_plans" / "repnoise_tiny.json"),
+              "--set", f"outputs_dir={tmp_path}", "--only", "0"])
+    run = tmp_path / "align_repnoise_s0"
+    summary = read_json(run / "summary.json")
+    assert summary["stage"] == "align" and summary["steps"] == 4 and math.isfinite(summary["train"]["loss"])
+    assert (run / "model" / "model.safetensors").is_file()

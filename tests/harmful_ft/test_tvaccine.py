@@ -4,6 +4,7 @@ Vaccine restricted to the drawn layers, only those layers (and the parameters ou
 layers) getting a gradient, and accumulation = one big batch."""
 import copy
 import itertools
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -184,3 +185,20 @@ def test_paper_plan_carries_the_papers_values():
     c = align[0]
     assert (c.tvaccine_rho, c.tvaccine_layers, c.tvaccine_sample_every, c.tvaccine_score_every,
             c.tvaccine_score_samples, c.lr, c.num_epochs, c.batch_size) == (3.0, 8, 20, 200, 200, 1e-3, 50, 5)
+
+
+def test_tiny_plan_alignment_through_the_cli(tiny_models, tmp_path, monkeypatch):
+    """The CPU smoke run of the tiny plan's alignment stage (the whole plan: python -m harmful_ft)."""
+    from pathlib import Path
+
+    from common.tracking import read_json
+    from harmful_ft import __main__ as cli
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    cli.main(["--plan_config_path", str(repo / "harmful_ft" / "experiments_plans" / "tvaccine_tiny.json"),
+              "--set", f"outputs_dir={tmp_path}", "--only", "0"])
+    run = tmp_path / "align_tvaccine_s0"
+    summary = read_json(run / "summary.json")
+    assert summary["stage"] == "align" and summary["steps"] == 4 and math.isfinite(summary["train"]["loss"])
+    assert (run / "model" / "model.safetensors").is_file()
