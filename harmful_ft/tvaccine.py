@@ -51,8 +51,12 @@ class TVaccineStrategy(VaccineStrategy):
         if not harmful_set:
             raise ConfigError("defense 'tvaccine' needs a harmful set (prompts with harmful answers) during alignment")
         self.harmful_set = list(harmful_set)
-        for name, default in TVACCINE_DEFAULTS.items():
-            setattr(self, name.removeprefix("tvaccine_"), type(default)(getattr(config, name, default)))
+        def read(name):  # the config's value, or the paper's for a config without the field
+            default = TVACCINE_DEFAULTS[name]
+            return type(default)(getattr(config, name, default))
+        self.rho = read("tvaccine_rho")  # replaces Vaccine's vaccine_rho
+        self.layers, self.sample_every = read("tvaccine_layers"), read("tvaccine_sample_every")
+        self.score_every, self.score_samples = read("tvaccine_score_every"), read("tvaccine_score_samples")
         self.scores: Optional[Tensor] = None  # s_l of the last scoring
         self.chosen: Optional[list[int]] = None  # the layers of the current draw
 

@@ -192,3 +192,10 @@ def test_tiny_plan_alignment_through_the_cli(tiny_models, tmp_path, monkeypatch)
     summary = read_json(run / "summary.json")
     assert summary["stage"] == "align" and summary["steps"] == 4 and math.isfinite(summary["train"]["loss"])
     assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_a_config_without_the_fields_gets_the_papers_values():
+    from common.config import TrainConfig
+
+    s = make_strategy("repnoise", TrainConfig(objective="cross_entropy"), sft_examples(1, 2))
+    assert (s.beta, s.alpha) == (0.001, 1.0)

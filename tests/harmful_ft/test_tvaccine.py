@@ -202,3 +202,10 @@ def test_tiny_plan_alignment_through_the_cli(tiny_models, tmp_path, monkeypatch)
     summary = read_json(run / "summary.json")
     assert summary["stage"] == "align" and summary["steps"] == 4 and math.isfinite(summary["train"]["loss"])
     assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_a_config_without_the_fields_gets_the_papers_values():
+    from common.config import TrainConfig
+
+    s = make_strategy("tvaccine", TrainConfig(objective="cross_entropy"), sft_examples(1, 2))
+    assert (s.rho, s.layers, s.sample_every, s.score_every, s.score_samples) == (3.0, 8, 20, 200, 200)
