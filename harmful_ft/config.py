@@ -65,7 +65,7 @@ class DataConfig(TrainConfig):
     optimizer: str = option("adamw", choices=[*GRADIENT_OPTIMIZERS, *ZEROTH_ORDER_OPTIMIZERS],
                             help="mezo / tezo / tezo_adam in the finetune stage: the forward-only (zeroth-order) attacker")
     defense: str = option("sft", help="alignment-stage defense (harmful_ft.defenses.DEFENSES): sft, vaccine, "
-                                      "random_vaccine or booster; later stages name it for the model path")
+                                      "random_vaccine, booster, tvaccine or repnoise; later stages name it for the model path")
 
     def validate(self) -> None:
         super().validate()
@@ -117,6 +117,14 @@ class AlignConfig(DataConfig):
                                help="Vaccine perturbs each layer's attention output (the public code) or its output")
     booster_lambda: float = option(5.0, min=0.0, help="Booster: weight of the harmful-loss-reduction term")
     booster_alpha: float = option(0.1, min=0.0, help="Booster: step size of the inner harmful step")
+    # T-Vaccine and RepNoise (harmful_ft/tvaccine.py, harmful_ft/repnoise.py; the papers' values)
+    tvaccine_rho: float = option(3.0, min=0.0, help="T-Vaccine: global norm of the perturbation on the sampled layers")
+    tvaccine_layers: int = option(8, min=1, help="T-Vaccine: layers sampled (S), the others frozen")
+    tvaccine_sample_every: int = option(20, min=1, help="T-Vaccine: steps between two layer draws")
+    tvaccine_score_every: int = option(200, min=1, help="T-Vaccine: steps between two harmful-gradient scorings")
+    tvaccine_score_samples: int = option(200, min=1, help="T-Vaccine: harmful examples per scoring")
+    repnoise_beta: float = option(0.001, min=0.0, help="RepNoise: weight of the MMD towards Gaussian noise")
+    repnoise_alpha: float = option(1.0, min=0.0, help="RepNoise: weight of the log-damped harmful ascent")
 
     def validate(self) -> None:
         super().validate()

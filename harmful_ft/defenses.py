@@ -22,6 +22,7 @@ multi-pass trainers normalise per micro-batch and `zero_grad` inside the step).
   w' = w - alpha grad h(w) / ||grad h(w)||; first-order gradient
   grad f(w) + lambda (grad h(w) - grad h(w')), 3 forward/backward per step, the weights restored
   bit-exactly after the pass at w'; ||grad h|| in fp32 over the whole trainable state and all processes.
+- `tvaccine` (harmful_ft/tvaccine.py) and `repnoise` (harmful_ft/repnoise.py), in their own modules.
 
 Hyper-parameters are read from the config under the names in `DEFAULTS` (a config without the field
 gets the paper's value).
@@ -149,8 +150,12 @@ class VaccineStrategy(PreferenceStrategy):
             result.append([torch.zeros_like(c) if g is None else g.detach() for c, g in zip(captured, grads)])
         return result
 
+    def sites(self, trainer) -> list[nn.Module]:
+        """The modules whose output is perturbed (T-Vaccine: those of the sampled layers)."""
+        return perturbation_sites(trainer.model, self.site)
+
     def step_gradients(self, trainer, micro, scale, weight):
-        sites = perturbation_sites(trainer.model, self.site)
+        sites = self.sites(trainer)
         eps = self.directions(trainer, micro, sites)
         squares = sum((g.float() ** 2).sum() for per_site in eps for g in per_site) * weight
         norm = trainer.accelerator.reduce(squares.reshape(1), reduction="sum").sqrt().item()
@@ -198,6 +203,15 @@ def harmful_batch(step: int, count: int, batch_size: int, seed: int) -> list[int
     return order[k * batch_size:(k + 1) * batch_size]
 
 
+def harmful_micro_batches(trainer, harmful_set: Sequence[PreferenceExample]) -> tuple[list[list], int]:
+    """This process's micro-batches of the step's harmful batch (`batch_size` examples of `harmful_set`,
+    `harmful_batch`'s draw) and the global batch's size."""
+    indices = harmful_batch(trainer.step, len(harmful_set), trainer.config.batch_size, trainer.config.seed)
+    mine = [harmful_set[i] for i in indices[trainer.rank::trainer.world]]
+    size = trainer.config.micro_batch_size or max(len(mine), 1)
+    return [mine[i:i + size] for i in range(0, len(mine), size)], len(indices)
+
+
 class BoosterStrategy(PreferenceStrategy):
     """grad f(w) + lambda (grad h(w) - grad h(w - alpha grad h / ||grad h||)), h on a harmful batch of
     `batch_size` examples per step."""
@@ -233,11 +247,8 @@ class BoosterStrategy(PreferenceStrategy):
         return out, (flat[-1] / total).item()
 
     def step_gradients(self, trainer, micro, scale, weight):
-        indices = harmful_batch(trainer.step, len(self.harmful_set), trainer.config.batch_size, trainer.config.seed)
-        mine = [self.harmful_set[i] for i in indices[trainer.rank::trainer.world]]
-        size = trainer.config.micro_batch_size or max(len(mine), 1)
-        harmful_micro = [mine[i:i + size] for i in range(0, len(mine), size)]
-        grad_h, h = self.harmful_gradient(trainer, harmful_micro, len(indices))
+        harmful_micro, total = harmful_micro_batches(trainer, self.harmful_set)
+        grad_h, h = self.harmful_gradient(trainer, harmful_micro, total)
         norm = torch.sqrt(sum((g ** 2).sum() for g in grad_h)).item()
         saved = [p.detach().clone() for p in trainer.params]
         try:
@@ -245,7 +256,7 @@ class BoosterStrategy(PreferenceStrategy):
                 step = self.alpha / norm if norm > 0 else 0.0
                 for p, g in zip(trainer.params, grad_h):
                     p.sub_((g * step).to(p.dtype))
-            grad_h_moved, h_moved = self.harmful_gradient(trainer, harmful_micro, len(indices))
+            grad_h_moved, h_moved = self.harmful_gradient(trainer, harmful_micro, total)
         finally:
             with torch.no_grad():
                 for p, w in zip(trainer.params, saved):
@@ -265,17 +276,32 @@ class BoosterStrategy(PreferenceStrategy):
 # ----------------------------------------------------------------------------------------------
 
 
+def tvaccine(config, harmful_set):
+    from harmful_ft.tvaccine import TVaccineStrategy  # its module imports this one
+
+    return TVaccineStrategy(config, harmful_set)
+
+
+def repnoise(config, harmful_set):
+    from harmful_ft.repnoise import RepNoiseStrategy  # its module imports this one
+
+    return RepNoiseStrategy(config, harmful_set)
+
+
 DEFENSES = {
     "sft": lambda config, harmful_set: PreferenceStrategy(config),
     "vaccine": lambda config, harmful_set: VaccineStrategy(config),
     "random_vaccine": lambda config, harmful_set: RandomVaccineStrategy(config),
     "booster": lambda config, harmful_set: BoosterStrategy(config, harmful_set),
+    "tvaccine": tvaccine,
+    "repnoise": repnoise,
 }
+NEEDS_HARMFUL_SET = ("booster", "tvaccine", "repnoise")  # defenses that read provider-held harmful data
 
 
 def make_strategy(name: str, config, harmful_set: Optional[Sequence[PreferenceExample]] = None) -> StepStrategy:
     """The step strategy of defense `name` (a key of `DEFENSES`) bound to `config`'s hyper-parameters;
-    `harmful_set`: harmful SFT examples (rejected_ids None), needed by booster."""
+    `harmful_set`: harmful SFT examples (rejected_ids None), needed by those in `NEEDS_HARMFUL_SET`."""
     if name not in DEFENSES:
         raise ConfigError(f"defense {name!r}: expected one of {', '.join(DEFENSES)}")
     return DEFENSES[name](config, harmful_set)

@@ -55,16 +55,16 @@ def training_strategy(config, selection: Selection, tokenizer):
     """The alignment stage's step strategy for `defense` (harmful_ft/defenses.py), the finetune stage's for
     `finetune_defense` (`finetune_strategy`; later stages' `defense` only names the aligned model); None
     (the trainer's default SFT) otherwise.
-    Booster's harmful set: the first `num_align` distinct unsafe 30k_train prompts with their harmful
-    answers, outside the evaluation and alignment prompts."""
+    The harmful set (Booster, T-Vaccine, RepNoise): the first `num_align` distinct unsafe 30k_train prompts
+    with their harmful answers, outside the evaluation and alignment prompts."""
     if config.stage == "finetune":
         return finetune_strategy(config, selection, tokenizer)
     if config.stage != "align" or config.defense == "sft":
         return None
-    from harmful_ft.defenses import make_strategy
+    from harmful_ft.defenses import NEEDS_HARMFUL_SET, make_strategy
 
     harmful = None
-    if config.defense == "booster":
+    if config.defense in NEEDS_HARMFUL_SET:
         harmful, _ = to_examples(config, tokenizer, booster_harmful_set(config, selection))
     return make_strategy(config.defense, config, harmful)
 

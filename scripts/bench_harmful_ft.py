@@ -1,13 +1,18 @@
-"""Seconds and peak memory per optimizer step of harmful fine-tuning defenses: SFT, Vaccine, Booster, Lisa, Panacea.
+"""Seconds and peak memory per optimizer step of the harmful fine-tuning defenses: SFT, Vaccine, Booster,
+T-Vaccine, RepNoise, Lisa, Panacea.
 
 Each defense trains the same model on the same random-token SFT batches (Booster's harmful batch is
 the same size) for `--steps` steps in a fresh subprocess; the step time is the median over the steps
 after the first (warm-up), the peak memory that of training alone: `torch.cuda.max_memory_allocated`
 on a GPU, else VmHWM after resetting it once the model and data are loaded. Expected ratios: Vaccine
 about 2x SFT (two forward/backward passes; the first one stops at the hidden states), Booster about 3x
-(three passes, plus two fp32 copies of the trainable gradients and one of the weights); Lisa about 1x (one
-pass on alignment or user data, plus one copy of the trainable weights, its proximal anchor); Panacea
-about 3x, like Booster (the passes at w and w + eps, plus its eps in fp32).
+(three passes, plus two fp32 copies of the trainable gradients and one of the weights). T-Vaccine
+draws a quarter of the layers (the paper's 8 of 32) and freezes the rest, so below Vaccine (its
+re-scoring, every 200 steps, falls in the warm-up step here); RepNoise about 2.3-3x (f, a harmful forward
+without gradient, a harmful forward+backward with the logit lens at every layer, plus the MLP outputs,
+noise and MMD gradient of every layer); Lisa about 1x (one pass on alignment or user data, plus one copy
+of the trainable weights, its proximal anchor); Panacea about 3x, like Booster (the passes at w and
+w + eps, plus its eps in fp32).
 
     python scripts/bench_harmful_ft.py [--model PATH | --small] [--steps 6] [--batch_size 8] [--length 128]
 
@@ -29,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dpo import REPO, reset_peak_rss, rss_kib, small_model  # noqa: E402
 
-DEFENSES = ("sft", "vaccine", "booster", "lisa", "panacea")
+DEFENSES = ("sft", "vaccine", "booster", "tvaccine", "repnoise", "lisa", "panacea")
 FINETUNE_STAGE = ("lisa", "panacea")  # harmful_ft/lisa.py, harmful_ft/post_training.py: the finetune stage's
 
 
@@ -66,17 +71,18 @@ def examples(count: int, length: int, vocab: int, seed: int):
 def run_defense(args) -> dict:
     import torch
 
-    from common.config import TrainConfig
     from common.models import load_model_and_tokenizer
     from common.trainer import Trainer, TrainerCallback
+    from harmful_ft.config import AlignConfig
     model, tokenizer = load_model_and_tokenizer(args.model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     vocab = model.config.vocab_size
     aligned = examples(args.steps * args.batch_size, args.length, vocab, 0)
     harmful = examples(args.steps * args.batch_size, args.length, vocab, 1)
-    config = TrainConfig(model=args.model, objective="cross_entropy", optimizer="adamw", lr=1e-5,
-                         batch_size=args.batch_size, max_steps=args.steps, shuffle=False,
-                         precision="bf16" if device == "cuda" else "fp32")
+    config = AlignConfig(model=args.model, objective="cross_entropy", optimizer="adamw", lr=1e-5,
+                         batch_size=args.batch_size, max_steps=args.steps, shuffle=False, save_model=False,
+                         precision="bf16" if device == "cuda" else "fp32",
+                         tvaccine_layers=max(1, model.config.num_hidden_layers // 4))
     stamps = []
 
     class Clock(TrainerCallback):

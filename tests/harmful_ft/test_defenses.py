@@ -220,7 +220,7 @@ def test_a_hook_that_never_fires_is_an_error():
 
 
 def test_make_strategy_names_and_errors(harmful):
-    assert set(DEFENSES) == {"sft", "vaccine", "random_vaccine", "booster"}
+    assert set(DEFENSES) == {"sft", "vaccine", "random_vaccine", "booster", "tvaccine", "repnoise"}
     with pytest.raises(ConfigError, match="defense 'lisa': expected one of sft, vaccine"):
         make_strategy("lisa", config())
     with pytest.raises(ConfigError, match="booster' needs a harmful set"):
