@@ -63,9 +63,11 @@ class DataConfig(TrainConfig):
     # SFT (the public code: AdamW, loss on response tokens only)
     objective: str = option("cross_entropy", help="the study trains with cross_entropy (SFT) only")
     optimizer: str = option("adamw", choices=[*GRADIENT_OPTIMIZERS, *ZEROTH_ORDER_OPTIMIZERS],
-                            help="mezo / tezo / tezo_adam in the finetune stage: the forward-only (zeroth-order) attacker")
+                            help="mezo / tezo / tezo_adam in the finetune stage: the forward-only (zeroth-order) "
+                                 "attacker")
     defense: str = option("sft", help="alignment-stage defense (harmful_ft.defenses.DEFENSES): sft, vaccine, "
-                                      "random_vaccine, booster, tvaccine or repnoise; later stages name it for the model path")
+                                      "random_vaccine, booster, tvaccine or repnoise; later stages name it for the "
+                                      "model path")
 
     def validate(self) -> None:
         super().validate()
