@@ -18,7 +18,8 @@ Then the ratios against TRL's strongest (faster) side.
 
 The default model is a random 4-layer, 512-wide Llama (scripts/_random_models.py) with a --vocab-token
 LM head and the tiny tokenizer. `--fsdp` instead runs our trainer under 2 CPU processes (torchrun,
-gloo, 1 thread each) twice, as DDP and with `fsdp: true`, and reports each process's peak RSS.
+gloo, 1 thread each) twice, as DDP and with `fsdp: true`, and reports each process's peak RSS (with
+glibc's mmap threshold at 64 KiB, so that freed tensors leave the resident set).
 
 Not a test: CI does not time anything. Record the printed figures in docs/BENCHMARKS.md.
 """
@@ -66,11 +67,15 @@ def our_examples(tokenizer, n: int):
 
 
 def measured(build, before_kib: int) -> dict:
-    """Seconds from build() (which returns the trainer) to the end of its train(), and the peak RSS."""
-    reset_peak_rss()
+    """Seconds from build() (which returns the trainer) to the end of its train(); the peak RSS of train()
+    (VmHWM reset after the build: loading and sharding copies are not training's) and the RSS before it."""
     start = time.perf_counter()
-    build().train()
-    return {"seconds": time.perf_counter() - start, "rss_before_kib": before_kib, "peak_rss_kib": rss_kib("VmHWM")}
+    trainer = build()
+    built_kib = rss_kib("VmRSS")
+    reset_peak_rss()
+    trainer.train()
+    return {"seconds": time.perf_counter() - start, "rss_before_kib": before_kib, "rss_built_kib": built_kib,
+            "peak_rss_kib": rss_kib("VmHWM")}
 
 
 def run_ours(args) -> dict:
@@ -150,6 +155,8 @@ def run_side(args, side: str, launcher: tuple = ()) -> dict:
             cmd.insert(0, sys.executable)
         env = {**os.environ, "WANDB_MODE": "disabled", "HF_DATASETS_CACHE": tmp,  # no cached TRL precompute
                "BENCH_THREADS": str(1 if launcher else args.threads), "PYTHONPATH": str(REPO)}
+        if launcher:  # allocations over 64 KiB mmap'd, so freed ones leave RSS: the peak is live memory, not
+            env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # heap fragmentation (it hid FSDP's saving; BENCHMARKS.md)
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
         if out.returncode != 0:
             sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
@@ -197,14 +204,14 @@ def two_processes(args, counts: dict) -> None:
     launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port))
     results = {side: run_side(args, side, launcher) for side in ("ddp", "fsdp")}
     print(header(args, "2 processes (torchrun, gloo), 1 torch thread each, fp32"))
-    print("| mode | tokens/s (both processes) | peak RSS MiB rank 0 | rank 1 | growth MiB rank 0 | rank 1 | seconds |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| mode | tokens/s (both processes) | RSS after build MiB rank 0 / 1 | peak RSS in train() MiB rank 0 / 1 "
+          "| seconds |")
+    print("|---|---:|---:|---:|---:|")
     for side, ranks in results.items():
         seconds = max(r["seconds"] for r in ranks.values())
-        peaks = [ranks[k]["peak_rss_kib"] / 1024 for k in ("rank0", "rank1")]
-        growth = [(ranks[k]["peak_rss_kib"] - ranks[k]["rss_before_kib"]) / 1024 for k in ("rank0", "rank1")]
-        print(f"| {side} | {counts['tokens'] / seconds:.0f} | {peaks[0]:.0f} | {peaks[1]:.0f} | {growth[0]:.0f} | "
-              f"{growth[1]:.0f} | {seconds:.1f} |")
+        built = " / ".join(f"{ranks[k]['rss_built_kib'] / 1024:.0f}" for k in ("rank0", "rank1"))
+        peaks = " / ".join(f"{ranks[k]['peak_rss_kib'] / 1024:.0f}" for k in ("rank0", "rank1"))
+        print(f"| {side} | {counts['tokens'] / seconds:.0f} | {built} | {peaks} | {seconds:.1f} |")
     peak = {side: max(r["peak_rss_kib"] for r in ranks.values()) for side, ranks in results.items()}
     print(f"FSDP / DDP per-process peak RSS: {peak['fsdp'] / peak['ddp']:.2f}x")
 
