@@ -4,7 +4,8 @@ The usual recipe (logits -> log_softmax -> gather) materialises two (B, T, V) te
 and their log-softmax copy. Here the decoder returns hidden states, the unembedding is applied only
 at the positions that predict a completion token, and log p(token) = logit[token] - logsumexp(logits)
 is taken in float32 on those N_tok rows. With prompts longer than responses (the common case) that
-is a small fraction of B*T*V.
+is a small fraction of B*T*V. A batch of short rows of unequal length is run as one padding-free
+packed row where that is cheaper (`packing_is_cheaper`), so padding costs no decoder work.
 """
 from __future__ import annotations
 
