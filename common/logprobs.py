@@ -4,7 +4,8 @@ The usual recipe (logits -> log_softmax -> gather) materialises two (B, T, V) te
 and their log-softmax copy. Here the decoder returns hidden states, the unembedding is applied only
 at the positions that predict a completion token, and log p(token) = logit[token] - logsumexp(logits)
 is taken in float32 on those N_tok rows. With prompts longer than responses (the common case) that
-is a small fraction of B*T*V.
+is a small fraction of B*T*V. A batch of short rows of unequal length is run as one padding-free
+packed row where that is cheaper (`packing_is_cheaper`), so padding costs no decoder work.
 """
 from __future__ import annotations
 
@@ -44,20 +45,53 @@ def token_logits(model: nn.Module, hidden: Tensor) -> Tensor:
     return logits
 
 
+def packing_is_cheaper(model: nn.Module, attention_mask: Tensor) -> bool:
+    """Whether one packed row of the N real tokens costs fewer decoder FLOPs than the padded (B, T) batch.
+
+    Packing drops the padding's dense work (~2 x layer parameters per token) but the packed row's
+    attention runs over all N tokens with a block-diagonal mask (4 x N x hidden per token), so it wins
+    for short sequences (the common preference batch) and loses for few long ones."""
+    config = base_model_of(model).config
+    hidden = config.hidden_size
+    dense = 2 * (4 * hidden * hidden + 3 * hidden * getattr(config, "intermediate_size", 4 * hidden))
+    rows, length = attention_mask.shape
+    n = int(attention_mask.sum())
+    return rows > 1 and n * (dense + 4 * n * hidden) < rows * length * (dense + 4 * length * hidden)
+
+
+def packed_hidden_states(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """Final hidden states (N, H) of the real tokens of a padded batch, computed as ONE row of the N
+    tokens: positions restart at each sequence, and transformers turns the restarts into a block-diagonal
+    causal mask (no padding computed)."""
+    real = attention_mask.bool()
+    positions = position_ids_from_mask(attention_mask)[real][None]
+    out = base_model_of(model).get_decoder()(input_ids=input_ids[real][None], position_ids=positions,
+                                             attention_mask=None, use_cache=False)
+    return out.last_hidden_state[0]
+
+
 def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
     """Summed log-prob of the completion tokens of each row: (B, T) inputs -> (B,) float32.
 
     `completion_mask[b, t]` is 1 where token t of row b belongs to the completion (it is predicted
     by position t - 1). Padding may be on either side: positions are derived from `attention_mask`.
+    Short rows are packed into one padding-free row where that is cheaper (packing_is_cheaper).
     """
-    hidden = decoder_hidden_states(model, input_ids, attention_mask)
-    # With layers split over GPUs (device_map) the last hidden states and the LM head may sit on
-    # another device than the inputs: index where the tensors are, return on the inputs' device.
-    target_mask = (completion_mask[:, 1:].bool() & attention_mask[:, 1:].bool()).to(hidden.device)
-    selected = hidden[:, :-1][target_mask]  # (N_tok, H): positions that predict completion tokens
+    target_mask = completion_mask[:, 1:].bool() & attention_mask[:, 1:].bool()  # (B, T-1): t predicts t+1
+    if packing_is_cheaper(model, attention_mask):
+        hidden = packed_hidden_states(model, input_ids, attention_mask)
+        predicts = torch.zeros_like(attention_mask, dtype=torch.bool)
+        predicts[:, :-1] = target_mask
+        selected = hidden[predicts[attention_mask.bool()].to(hidden.device)]  # row-major, as below
+    else:
+        hidden = decoder_hidden_states(model, input_ids, attention_mask)
+        # With layers split over GPUs (device_map) the last hidden states and the LM head may sit on
+        # another device than the inputs: index where the tensors are, return on the inputs' device.
+        selected = hidden[:, :-1][target_mask.to(hidden.device)]  # (N_tok, H): positions predicting completions
     logits = token_logits(model, selected)
-    targets = input_ids[:, 1:].to(logits.device)[target_mask.to(logits.device)]
-    rows = target_mask.nonzero(as_tuple=True)[0].to(logits.device)
+    target_mask = target_mask.to(logits.device)
+    targets = input_ids[:, 1:].to(logits.device)[target_mask]
+    rows = target_mask.nonzero(as_tuple=True)[0]
     token_logps = logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=logits.device).index_add(0, rows, token_logps)
     return sums.to(input_ids.device)

@@ -11,20 +11,25 @@ Reported: examples/s of the hidden-state measures and of the edit distance separ
 (best of --repeats timings: on a shared machine other jobs only add time), the ratios, and the
 largest disagreement between the two (they compute the same numbers).
 
-    python scripts/bench_ches.py [--model PATH] [--examples 256] [--batch_size 16] [--threads 2] [--repeats 3]
+    python scripts/bench_ches.py [--model PATH] [--vocab 32000] [--examples 256] [--batch_size 16] [--threads 2]
+                                 [--repeats 3]
+
+One table for --model (default tiny-chat) and, unless --vocab 0, one for a random Llama of the same
+shape and tokenizer with a --vocab-token LM head: there the public forwards' unused full-vocabulary
+logits cost what a realistic vocabulary costs.
 
 Not a test: CI times nothing. Record the printed table in docs/BENCHMARKS.md ("CHES").
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import time
 from pathlib import Path
 
 import torch
+from _random_models import random_llama  # scripts/, this file's directory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,23 +89,25 @@ def largest_gap(ours: list[tuple], public: list[tuple]) -> float:
     return max(gaps)
 
 
-def main() -> None:
+def random_twin(model_path: str, vocab: int) -> str:
+    """A random Llama of `model_path`'s shape (and tokenizer) with a `vocab`-token vocabulary, built once."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(model_path)
+    return random_llama(REPO / "outputs" / "bench_models" / f"{Path(model_path).name}-shape-v{vocab}", vocab_size=vocab,
+                        hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+                        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+                        num_key_value_heads=c.num_key_value_heads, tokenizer_from=Path(model_path).name)
+
+
+def bench_model(model_path: str, args) -> None:
+    """Time both methods on `model_path` and print one table."""
     from ches.ches import ches_from_sums, hidden_state_sums
     from ches.measures import minus_normalized_edit_distance
     from common.models import load_model_and_tokenizer
     from common.preference_data import Tokenization, tokenize_pairs
     from pref_similarity.preference_sets import load_preference_set
-    from tiny.build import tiny_model_path
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="default: the tiny chat model")
-    parser.add_argument("--examples", type=int, default=256)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="report the best of this many timings per side")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model_path = args.model or tiny_model_path("tiny-chat")
     model, tokenizer = load_model_and_tokenizer(model_path)
     model.eval()
     examples, _ = tokenize_pairs(load_preference_set(str(FIXTURE)).rows, tokenizer, Tokenization(), source=str(FIXTURE))
@@ -130,9 +137,10 @@ def main() -> None:
     rows = [("hidden-state measures (CHES, LN-CHES, last inner)", t_ours, t_public),
             ("edit distance", t_ours_ed, t_public_ed),
             ("all four measures", t_ours + t_ours_ed, t_public + t_public_ed)]
-    print(f"{datetime.date.today()} | {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"best of {args.repeats}, load average {os.getloadavg()[0]:.1f} | "
-          f"torch {torch.__version__} | {Path(model_path).name}, {n} pairs, {tokens} tokens, "
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | {platform.processor() or platform.machine()}, "
+          f"{args.threads} threads, best of {args.repeats}, load average {load} | torch {torch.__version__} | "
+          f"{Path(model_path).name} (vocab {model.config.vocab_size}), {n} pairs, {tokens} tokens, "
           f"batch {args.batch_size} rows")
     print("| part | ours (examples/s) | public method (examples/s) | ratio |")
     print("|---|---|---|---|")
@@ -140,6 +148,24 @@ def main() -> None:
         print(f"| {name} | {n / ours_s:.1f} | {n / public_s:.1f} | {public_s / ours_s:.1f}x |")
     print(f"largest difference of the hidden-state measures (relative to each measure's range): {gap:.1e}; "
           f"of the edit distance: {ed_gap:.1e}")
+
+
+def main() -> None:
+    from tiny.build import tiny_model_path
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="default: the tiny chat model")
+    parser.add_argument("--vocab", type=int, default=32000,
+                        help="also a random model of --model's shape with this vocabulary (0: --model only)")
+    parser.add_argument("--examples", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="report the best of this many timings per side")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model_path = args.model or tiny_model_path("tiny-chat")
+    for path in [model_path] + ([random_twin(model_path, args.vocab)] if args.vocab else []):
+        bench_model(path, args)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,27 @@
-"""DPO training throughput and peak memory: our Trainer against TRL's DPOTrainer, side by side.
+"""DPO training throughput, peak memory and MFU: our Trainer against TRL's DPOTrainer at its strongest.
 
-Both train the same model on the same preference pairs (each seen once), batch size, optimizer
-(AdamW), learning rate and number of steps, in fresh subprocesses on this machine. Reported per side: real (non-padding)
-tokens per second over the whole `train()` call (our reference pass included), the peak resident
-memory during training (VmHWM after resetting it once the model and data are loaded) and its growth
-over the resident memory before training.
+Three sides train the same model on the same preference pairs (each seen once), batch size, optimizer
+(AdamW), learning rate and number of steps, each in a fresh subprocess (so its peak RSS is its own):
+- ours: common.trainer.Trainer (reference log-probs computed once, in `train()`);
+- trl: TRL's DPOTrainer with its defaults (a reference forward every step), fp32;
+- trl_precompute: the same with `precompute_ref_log_probs=True` (one reference pass before training).
+Each side is timed from building its trainer (TRL tokenizes and precomputes there) to the end of
+`train()`. Reported per side: real (non-padding) tokens per second, peak resident memory (VmHWM, reset
+once the model is loaded) and model FLOPs utilisation (MFU):
+    useful FLOPs = 6 x non-embedding params x tokens + 6 x LM-head params x scored completion tokens,
+    MFU = useful FLOPs / seconds / the fp32 matmul FLOP/s measured in this run (best of a timed
+    2048^3 matmul with the same threads).
+Then the ratios against TRL's strongest (faster) side.
 
-    python scripts/bench_dpo.py [--model PATH | --small] [--steps 60] [--batch_size 8]
+    python scripts/bench_dpo.py [--vocab 32000 | --model PATH] [--steps 10] [--batch_size 8] [--threads 2]
+    python scripts/bench_dpo.py --fsdp [--vocab 32000] [--steps 6]
 
-`--small` uses a randomly initialised 4-layer, 512-wide Llama (~15M parameters) with the tiny
-tokenizer, where compute rather than Python overhead dominates.
+The default model is a random 4-layer, 512-wide Llama (scripts/_random_models.py) with a --vocab-token
+LM head and the tiny tokenizer. `--fsdp` instead runs our trainer under 2 CPU processes (torchrun,
+gloo, 1 thread each) twice, as DDP and with `fsdp: true`, and reports each process's peak RSS (with
+glibc's mmap threshold at 64 KiB, so that freed tensors leave the resident set).
 
-Not a test: CI does not time anything. Record the printed table in docs/BENCHMARKS.md.
+Not a test: CI does not time anything. Record the printed figures in docs/BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -21,10 +31,14 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from _random_models import random_llama  # scripts/, this file's directory
+
 REPO = Path(__file__).resolve().parents[1]
+SIDES = ("ours", "trl", "trl_precompute")
 
 
 def rss_kib(field: str) -> int:
@@ -39,56 +53,50 @@ def reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def small_model(out_dir: Path) -> str:
-    """A ~15M-parameter random Llama with the tiny tokenizer, saved once (seeded)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from tiny.build import tiny_model_path
-
-    if not (out_dir / "model.safetensors").exists():
-        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path("tiny-base"))
-        torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=512, intermediate_size=1536, num_hidden_layers=4,
-                             num_attention_heads=8, max_position_embeddings=512, tie_word_embeddings=False,
-                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
-        LlamaForCausalLM(config).save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
-    return str(out_dir)
-
-
 def bench_pairs(n: int) -> list[dict]:
     from pref_similarity.fixtures import plain_rows
 
     return plain_rows(n, seed=0)
 
 
+def our_examples(tokenizer, n: int):
+    from common.data import tokenize_preference
+
+    return [tokenize_preference(tokenizer, r["prompt"], r["chosen"], r["rejected"], index=i)
+            for i, r in enumerate(bench_pairs(n))]
+
+
+def measured(build, before_kib: int) -> dict:
+    """Seconds from build() (which returns the trainer) to the end of its train(); the peak RSS of train()
+    (VmHWM reset after the build: loading and sharding copies are not training's) and the RSS before it."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    trainer = build()
+    built_kib = rss_kib("VmRSS")
+    reset_peak_rss()
+    trainer.train()
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+            "rss_before_kib": before_kib, "rss_built_kib": built_kib,
+            "peak_rss_kib": rss_kib("VmHWM")}
+
+
 def run_ours(args) -> dict:
     import torch
 
-    from common.data import tokenize_preference
     from common.models import load_model_and_tokenizer
     from common.trainer import Trainer
     from train_preferences.config import PreferenceRunConfig
 
     torch.manual_seed(0)
     model, tokenizer = load_model_and_tokenizer(args.model)
-    examples = [tokenize_preference(tokenizer, r["prompt"], r["chosen"], r["rejected"], index=i)
-                for i, r in enumerate(bench_pairs(args.pairs))]
     config = PreferenceRunConfig(model=args.model, dataset="-", objective="dpo", beta=0.1, optimizer="adamw",
-                                 lr=1e-5, batch_size=args.batch_size, max_steps=args.steps, shuffle=False)
-    trainer = Trainer(config, model, tokenizer, examples, Path(args.workdir) / "ours")
-    before = rss_kib("VmRSS")
-    reset_peak_rss()
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_before_kib": before, "peak_rss_kib": rss_kib("VmHWM"),
-            "tokens": sum(2 * len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples)}
+                                 lr=1e-5, batch_size=args.batch_size, max_steps=args.steps, shuffle=False,
+                                 fsdp=args.fsdp_side == "fsdp")
+    run_dir = Path(args.workdir) / f"ours_{args.fsdp_side or 'single'}"
+    return measured(lambda: Trainer(config, model, tokenizer, our_examples(tokenizer, args.pairs), run_dir),
+                    rss_kib("VmRSS"))
 
 
-def run_trl(args) -> dict:
+def run_trl(args, precompute: bool) -> dict:
     import torch
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -97,68 +105,147 @@ def run_trl(args) -> dict:
 
     torch.manual_seed(0)
     model, tokenizer = load_model_and_tokenizer(args.model)
-    rows = bench_pairs(args.pairs)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
-                                 for r in rows])
+    dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in bench_pairs(args.pairs)])
     config = DPOConfig(output_dir=str(Path(args.workdir) / "trl"), per_device_train_batch_size=args.batch_size,
                        gradient_accumulation_steps=1, learning_rate=1e-5, lr_scheduler_type="constant",
                        max_steps=args.steps, beta=0.1, loss_type=["sigmoid"], report_to=[], save_strategy="no",
                        logging_steps=args.steps, use_cpu=True, dataloader_num_workers=0, max_length=1024,
-                       seed=0, disable_tqdm=True,
-                       bf16=False)  # TRL defaults to bf16 autocast; both sides train in fp32 here
-    trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
-    before = rss_kib("VmRSS")
-    reset_peak_rss()
+                       seed=0, disable_tqdm=True, precompute_ref_log_probs=precompute,
+                       bf16=False)  # TRL defaults to bf16 autocast; every side trains in fp32 here
+    return measured(lambda: DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer),
+                    rss_kib("VmRSS"))
+
+
+def matmul_flops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """fp32 FLOP/s of an n^3 matmul with `threads` torch threads, best of `repeats` (the machine's limit)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = min(timed_once(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best
+
+
+def timed_once(fn) -> float:
     start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "rss_before_kib": before, "peak_rss_kib": rss_kib("VmHWM")}
+    fn()
+    return time.perf_counter() - start
+
+
+def model_counts(model_path: str, n_pairs: int) -> dict:
+    """Non-embedding and LM-head parameter counts, and the pairs' tokens (our tokenization, both sequences)."""
+    from common.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(model_path)
+    head = model.get_output_embeddings().weight.numel()
+    embedding = model.get_input_embeddings().weight.numel()
+    total = sum(p.numel() for p in model.parameters())
+    examples = our_examples(tokenizer, n_pairs)
+    return {"non_embedding_params": total - embedding - head, "head_params": head,
+            "tokens": sum(2 * len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples),
+            "completion_tokens": sum(len(e.chosen_ids) + len(e.rejected_ids) for e in examples)}
+
+
+def run_side(args, side: str, launcher: tuple = ()) -> dict:
+    """One side in a fresh process (or 2 under torchrun); its JSON (one per process) from --result."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [*launcher, str(Path(__file__)), "--side", side, "--model", args.model, "--steps", str(args.steps),
+               "--batch_size", str(args.batch_size), "--workdir", args.workdir, "--result", tmp]
+        if not launcher:
+            cmd.insert(0, sys.executable)
+        env = {**os.environ, "WANDB_MODE": "disabled", "HF_DATASETS_CACHE": tmp,  # no cached TRL precompute
+               "BENCH_THREADS": str(1 if launcher else args.threads), "PYTHONPATH": str(REPO)}
+        if launcher:  # allocations over 64 KiB mmap'd, so freed ones leave RSS: the peak is live memory, not
+            env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # heap fragmentation (it hid FSDP's saving; BENCHMARKS.md)
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+        if out.returncode != 0:
+            sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
+        return {p.stem: json.loads(p.read_text()) for p in sorted(Path(tmp).glob("rank*.json"))}
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def header(args, extra: str) -> str:
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | {cpu_model()}, "
+            f"{os.cpu_count()} CPUs, load average {load} | model {args.model} | {args.steps} steps x batch "
+            f"{args.batch_size} | {extra}")
+
+
+def single_process(args, counts: dict) -> None:
+    flops = matmul_flops(args.threads)
+    results = {side: run_side(args, side)["rank0"] for side in SIDES}
+    c = counts
+    useful = 6 * c["non_embedding_params"] * c["tokens"] + 6 * c["head_params"] * c["completion_tokens"]
+    print(header(args, f"torch threads {args.threads}, fp32 matmul {flops / 1e9:.1f} GFLOP/s"))
+    print(f"{c['tokens']} tokens ({c['completion_tokens']} completion), {c['non_embedding_params'] / 1e6:.1f}M "
+          f"non-embedding + {c['head_params'] / 1e6:.1f}M LM-head params, useful {useful / 1e12:.2f} TFLOP")
+    print("| side | tokens/s | peak RSS MiB | RSS growth MiB | seconds | CPU seconds | MFU |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for side, r in results.items():
+        print(f"| {side} | {counts['tokens'] / r['seconds']:.0f} | {r['peak_rss_kib'] / 1024:.0f} | "
+              f"{(r['peak_rss_kib'] - r['rss_before_kib']) / 1024:.0f} | {r['seconds']:.1f} | "
+              f"{r['cpu_seconds']:.1f} | {useful / r['seconds'] / flops:.1%} |")
+    ours = results["ours"]
+    strongest = min(("trl", "trl_precompute"), key=lambda s: results[s]["seconds"])
+    best_memory = min(results[s]["peak_rss_kib"] for s in ("trl", "trl_precompute"))
+    print(f"ours / TRL's strongest ({strongest}): {results[strongest]['seconds'] / ours['seconds']:.2f}x tokens/s "
+          f"(target >= 2.5x), {results[strongest]['cpu_seconds'] / ours['cpu_seconds']:.2f}x per CPU second; "
+          f"peak RSS {ours['peak_rss_kib'] / results[strongest]['peak_rss_kib']:.2f}x of it, "
+          f"{ours['peak_rss_kib'] / best_memory:.2f}x of TRL's lowest (target <= 0.6x)")
+
+
+def two_processes(args, counts: dict) -> None:
+    port = 29600 + os.getpid() % 300
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port))
+    results = {side: run_side(args, side, launcher) for side in ("ddp", "fsdp")}
+    print(header(args, "2 processes (torchrun, gloo), 1 torch thread each, fp32"))
+    print("| mode | tokens/s (both processes) | RSS after build MiB rank 0 / 1 | peak RSS in train() MiB rank 0 / 1 "
+          "| seconds |")
+    print("|---|---:|---:|---:|---:|")
+    for side, ranks in results.items():
+        seconds = max(r["seconds"] for r in ranks.values())
+        built = " / ".join(f"{ranks[k]['rss_built_kib'] / 1024:.0f}" for k in ("rank0", "rank1"))
+        peaks = " / ".join(f"{ranks[k]['peak_rss_kib'] / 1024:.0f}" for k in ("rank0", "rank1"))
+        print(f"| {side} | {counts['tokens'] / seconds:.0f} | {built} | {peaks} | {seconds:.1f} |")
+    peak = {side: max(r["peak_rss_kib"] for r in ranks.values()) for side, ranks in results.items()}
+    print(f"FSDP / DDP per-process peak RSS: {peak['fsdp'] / peak['ddp']:.2f}x")
 
 
 def main() -> None:
-    from tiny.build import tiny_model_path
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="default: the tiny-base model")
-    parser.add_argument("--small", action="store_true", help="a ~15M-parameter random Llama instead of tiny-base")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--model", default=None, help="a local model instead of the random Llama")
+    parser.add_argument("--vocab", type=int, default=32000, help="vocabulary of the random Llama (default 32000)")
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each single-process side")
+    parser.add_argument("--fsdp", action="store_true", help="DDP vs fsdp: true under 2 CPU processes")
     parser.add_argument("--workdir", default=str(REPO / "outputs" / "bench_dpo"))
-    parser.add_argument("--side", choices=["ours", "trl"], help=argparse.SUPPRESS)  # subprocess mode
+    parser.add_argument("--side", choices=[*SIDES, "ddp", "fsdp"], help=argparse.SUPPRESS)  # subprocess mode
+    parser.add_argument("--result", help=argparse.SUPPRESS)  # subprocess mode: where to write rank<r>.json
     args = parser.parse_args()
-    if args.small and not args.side:
-        args.model = small_model(REPO / "outputs" / "bench_models" / "llama-15m")
-    args.model = args.model or tiny_model_path("tiny-base")
-    args.pairs = args.steps * args.batch_size  # every pair is seen once, so both sides process the same tokens
+    if args.model is None:
+        args.model = random_llama(REPO / "outputs" / "bench_models" / f"llama-4x512-v{args.vocab}",
+                                  vocab_size=args.vocab, hidden_size=512, intermediate_size=1536,
+                                  num_hidden_layers=4, num_attention_heads=8)
+    args.pairs = args.steps * args.batch_size  # every pair is seen once, so all sides process the same tokens
 
     if args.side:
         import torch
 
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-        print(json.dumps((run_ours if args.side == "ours" else run_trl)(args)))
+        args.fsdp_side = args.side if args.side in ("ddp", "fsdp") else None
+        result = run_trl(args, args.side == "trl_precompute") if args.side.startswith("trl") else run_ours(args)
+        Path(args.result, f"rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(result))
         return
-
-    results = {}
-    for side in ("ours", "trl"):
-        out = subprocess.run([sys.executable, __file__, "--side", side, "--model", args.model, "--steps",
-                              str(args.steps), "--batch_size", str(args.batch_size),
-                              "--workdir", args.workdir], capture_output=True, text=True, cwd=REPO,
-                             env={**os.environ, "WANDB_MODE": "disabled"})
-        if out.returncode != 0:
-            sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
-        results[side] = json.loads(out.stdout.strip().splitlines()[-1])
-
-    # Both sides process the same pairs once; tokens are counted with our tokenization (prompt + response + EOS).
-    results["trl"]["tokens"] = results["ours"]["tokens"]
-    print(f"DPO, {args.steps} steps x batch {args.batch_size}, model {args.model}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads 2")
-    print(f"{'':10s} {'tokens/s':>10s} {'peak RSS MiB':>13s} {'growth MiB':>11s} {'seconds':>8s}")
-    for side, r in results.items():
-        print(f"{side:10s} {r['tokens'] / r['seconds']:10.0f} {r['peak_rss_kib'] / 1024:13.1f} "
-              f"{(r['peak_rss_kib'] - r['rss_before_kib']) / 1024:11.1f} {r['seconds']:8.2f}")
-    ours, trl = results["ours"], results["trl"]
-    print(f"throughput ratio ours/TRL: {(ours['tokens'] / ours['seconds']) / (trl['tokens'] / trl['seconds']):.2f}x; "
-          f"peak memory ratio ours/TRL: {ours['peak_rss_kib'] / trl['peak_rss_kib']:.2f}")
+    counts = model_counts(args.model, args.pairs)
+    (two_processes if args.fsdp else single_process)(args, counts)
 
 
 if __name__ == "__main__":

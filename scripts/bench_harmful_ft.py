@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_dpo import REPO, reset_peak_rss, rss_kib, small_model  # noqa: E402
+from _random_models import random_llama  # noqa: E402
+from bench_dpo import REPO, reset_peak_rss, rss_kib  # noqa: E402
 
 DEFENSES = ("sft", "vaccine", "booster", "tvaccine", "repnoise", "lisa", "panacea")
 FINETUNE_STAGE = ("lisa", "panacea")  # harmful_ft/lisa.py, harmful_ft/post_training.py: the finetune stage's
@@ -120,7 +121,8 @@ def main() -> None:
     parser.add_argument("--defense", choices=DEFENSES, help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args()
     if args.small and not args.defense:
-        args.model = small_model(REPO / "outputs" / "bench_models" / "llama-15m")
+        args.model = random_llama(REPO / "outputs" / "bench_models" / "llama-15m", vocab_size=2293, hidden_size=512,
+                                  intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8)
     args.model = args.model or tiny_model_path("tiny-base")
 
     if args.defense:

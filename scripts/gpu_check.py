@@ -23,27 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from _random_models import random_llama  # noqa: E402  (scripts/, this file's directory)
 
 FULL = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
             num_key_value_heads=8, vocab_size=128256, steps=10, pairs=64, batch_size=8)
 DRY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
            num_key_value_heads=2, vocab_size=4096, steps=2, pairs=8, batch_size=4)
-
-
-def build_model(sizes: dict, out: Path) -> str:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from tiny.build import tiny_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path("tiny-base"))  # its ids fit any larger vocab
-    torch.manual_seed(0)
-    shape = {k: v for k, v in sizes.items() if k not in ("steps", "pairs", "batch_size")}
-    config = LlamaConfig(**shape, max_position_embeddings=1024, tie_word_embeddings=False,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
 
 
 def rows(n: int) -> list[dict]:
@@ -124,7 +109,8 @@ def main(argv=None) -> dict:
         sys.exit("error: no CUDA device; run with --dry on CPU")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model_path = build_model(sizes, work / "model")
+        model_path = random_llama(work / "model", **{k: v for k, v in sizes.items()
+                                                      if k not in ("steps", "pairs", "batch_size")})
         figures = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
                    "dry": args.dry, "sizes": sizes}
         ours(model_path, sizes, work, "warm_up")  # kernels, allocator: the first run would pay them

@@ -58,3 +58,26 @@ def test_never_builds_a_full_vocabulary_tensor_per_position(random_pairs):
         sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
     handle.remove()
     assert seen == [(sum(len(c) for c in completions), 97)]
+
+
+def test_packed_rows_match_naive_per_example(random_lm):
+    """One long row among many short ones: packing into one padding-free row is chosen, and each row's
+    log-prob is still that of the sequence alone (the restarts of the positions isolate the sequences)."""
+    from common.logprobs import packing_is_cheaper
+
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(3, 97, (n,), generator=g).tolist() for n in (14, 1, 2, 1, 3, 1, 2, 1)]
+    completions = [torch.randint(3, 97, (n,), generator=g).tolist() for n in (6, 1, 1, 2, 1, 1, 2, 1)]
+    batch = collate_sequences(prompts, completions, pad_id=0)
+    assert packing_is_cheaper(random_lm, batch.attention_mask)
+    with torch.no_grad():
+        got = sequence_logprobs(random_lm, batch.input_ids, batch.attention_mask, batch.completion_mask)
+    assert got.tolist() == pytest.approx([naive_logprob(random_lm, p, c) for p, c in zip(prompts, completions)],
+                                         abs=1e-4)
+
+
+def test_few_equal_long_rows_are_not_packed(random_lm):
+    """Without padding to drop, a packed row would only add attention across the block-diagonal mask."""
+    from common.logprobs import packing_is_cheaper
+
+    assert not packing_is_cheaper(random_lm, torch.ones(2, 100, dtype=torch.long))
