@@ -45,13 +45,25 @@ def token_logits(model: nn.Module, hidden: Tensor) -> Tensor:
     return logits
 
 
+# transformers derives a block-diagonal causal mask from position ids that restart (masking_utils) for these
+# decoders; tests/common/test_logprobs.py checks each against per-row forwards.
+PACKABLE = ("llama", "gemma2", "qwen2", "mistral")
+
+
 def packing_is_cheaper(model: nn.Module, attention_mask: Tensor) -> bool:
     """Whether one packed row of the N real tokens costs fewer decoder FLOPs than the padded (B, T) batch.
 
     Packing drops the padding's dense work (~2 x layer parameters per token) but the packed row's
     attention runs over all N tokens with a block-diagonal mask (4 x N x hidden per token), so it wins
-    for short sequences (the common preference batch) and loses for few long ones."""
-    config = base_model_of(model).config
+    for short sequences (the common preference batch) and loses for few long ones.
+    Never for a model with forward hooks: hooks that read or perturb (B, T, H) hidden states (Vaccine,
+    RepNoise, FSDP's unsharding) expect the padded batch's shape, and only the model types in PACKABLE,
+    whose attention masks are built from the packed position ids (tested against unpacked rows)."""
+    base = base_model_of(model)
+    if getattr(base.config, "model_type", None) not in PACKABLE or any(
+            m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+        return False
+    config = base.config
     hidden = config.hidden_size
     dense = 2 * (4 * hidden * hidden + 3 * hidden * getattr(config, "intermediate_size", 4 * hidden))
     rows, length = attention_mask.shape

@@ -81,3 +81,41 @@ def test_few_equal_long_rows_are_not_packed(random_lm):
     from common.logprobs import packing_is_cheaper
 
     assert not packing_is_cheaper(random_lm, torch.ones(2, 100, dtype=torch.long))
+
+
+@pytest.mark.parametrize("model_type", ["qwen2", "mistral"])
+def test_every_packable_model_type_matches_per_row_forwards(model_type):
+    """PACKABLE lists the decoders whose masks transformers builds from restarting position ids: each one
+    not covered by `random_lm` (llama, gemma2) is checked here."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from common.logprobs import PACKABLE, packing_is_cheaper
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(model_type, vocab_size=97, hidden_size=32, intermediate_size=64,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                  max_position_embeddings=128)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    assert model_type in PACKABLE
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(3, 97, (n,), generator=g).tolist() for n in (14, 1, 2, 1, 3, 1)]
+    completions = [torch.randint(3, 97, (n,), generator=g).tolist() for n in (6, 1, 1, 2, 1, 1)]
+    batch = collate_sequences(prompts, completions, pad_id=0)
+    assert packing_is_cheaper(model, batch.attention_mask)
+    with torch.no_grad():
+        got = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
+    assert got.tolist() == pytest.approx([naive_logprob(model, p, c) for p, c in zip(prompts, completions)], abs=1e-4)
+
+
+def test_a_model_with_forward_hooks_is_never_packed(random_lm):
+    """Hooks on hidden states (Vaccine's perturbation, RepNoise's MMD, FSDP) see the padded (B, T, H) batch."""
+    from common.logprobs import packing_is_cheaper
+
+    mask = torch.tensor([[1] * 20] + [[1] + [0] * 19] * 7)
+    assert packing_is_cheaper(random_lm, mask)
+    layer = next(m for m in random_lm.modules() if isinstance(m, torch.nn.ModuleList))[0]
+    handle = layer.register_forward_hook(lambda module, args, output: None)
+    try:
+        assert not packing_is_cheaper(random_lm, mask)
+    finally:
+        handle.remove()
