@@ -125,6 +125,9 @@ class TrainConfig(RunConfig):
     allow_bf16_weights: bool = option(False, help="train half-precision (bfloat16/float16) weights at lr < "
                                                   f"{HALF_PRECISION_MIN_LR:g} anyway (most updates are rounded "
                                                   "away; see dtype)")
+    pack_sequences: bool = option(False, help="run each micro-batch's short sequences as one padding-free row where "
+                                              "that costs fewer FLOPs (llama, gemma2, qwen2, mistral decoders; never "
+                                              "with hooks, e.g. Vaccine): same numbers up to float rounding")
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward (transformers' "
                                                       "non-reentrant checkpointing): less memory, same numbers")
     merge_lora: bool = option(False, help="with lora and save_model: save the full model with the adapters merged "

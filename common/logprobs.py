@@ -4,8 +4,9 @@ The usual recipe (logits -> log_softmax -> gather) materialises two (B, T, V) te
 and their log-softmax copy. Here the decoder returns hidden states, the unembedding is applied only
 at the positions that predict a completion token, and log p(token) = logit[token] - logsumexp(logits)
 is taken in float32 on those N_tok rows. With prompts longer than responses (the common case) that
-is a small fraction of B*T*V. A batch of short rows of unequal length is run as one padding-free
-packed row where that is cheaper (`packing_is_cheaper`), so padding costs no decoder work.
+is a small fraction of B*T*V. With `pack=True` (the config's `pack_sequences`) a batch of short rows of
+unequal length is run as one padding-free packed row where that is cheaper (`packing_is_cheaper`), so
+padding costs no decoder work.
 """
 from __future__ import annotations
 
@@ -82,15 +83,17 @@ def packed_hidden_states(model: nn.Module, input_ids: Tensor, attention_mask: Te
     return out.last_hidden_state[0]
 
 
-def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
+def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor,
+                      pack: bool = False) -> Tensor:
     """Summed log-prob of the completion tokens of each row: (B, T) inputs -> (B,) float32.
 
     `completion_mask[b, t]` is 1 where token t of row b belongs to the completion (it is predicted
     by position t - 1). Padding may be on either side: positions are derived from `attention_mask`.
-    Short rows are packed into one padding-free row where that is cheaper (packing_is_cheaper).
+    With `pack`, short rows are packed into one padding-free row where that is cheaper (packing_is_cheaper):
+    the same numbers up to float rounding, which then depends on the batch's composition.
     """
     target_mask = completion_mask[:, 1:].bool() & attention_mask[:, 1:].bool()  # (B, T-1): t predicts t+1
-    if packing_is_cheaper(model, attention_mask):
+    if pack and packing_is_cheaper(model, attention_mask):
         hidden = packed_hidden_states(model, input_ids, attention_mask)
         predicts = torch.zeros_like(attention_mask, dtype=torch.bool)
         predicts[:, :-1] = target_mask
@@ -112,9 +115,10 @@ def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tenso
 class SequenceLogProbs(nn.Module):
     """`sequence_logprobs` as a module, so that DDP (accelerate) wraps the call that runs the forward."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, pack: bool = False):
         super().__init__()
         self.model = model
+        self.pack = pack
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
-        return sequence_logprobs(self.model, input_ids, attention_mask, completion_mask)
+        return sequence_logprobs(self.model, input_ids, attention_mask, completion_mask, pack=self.pack)

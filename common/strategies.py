@@ -69,9 +69,10 @@ class PreferenceStrategy(StepStrategy):
     def __init__(self, config):
         self.loss = make_loss(config)
         self.needs_reference = self.loss.needs_reference
+        self.pack = getattr(config, "pack_sequences", False)
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        return SequenceLogProbs(model)
+        return SequenceLogProbs(model, pack=self.pack)
 
     def examples(self, trainer, indices: Sequence[int]) -> list:
         """The examples `indices` name: the training set's (a strategy that also trains on another set,

@@ -90,7 +90,7 @@ def run_ours(args) -> dict:
     model, tokenizer = load_model_and_tokenizer(args.model)
     config = PreferenceRunConfig(model=args.model, dataset="-", objective="dpo", beta=0.1, optimizer="adamw",
                                  lr=1e-5, batch_size=args.batch_size, max_steps=args.steps, shuffle=False,
-                                 fsdp=args.fsdp_side == "fsdp")
+                                 fsdp=args.fsdp_side == "fsdp", pack_sequences=True)
     run_dir = Path(args.workdir) / f"ours_{args.fsdp_side or 'single'}"
     return measured(lambda: Trainer(config, model, tokenizer, our_examples(tokenizer, args.pairs), run_dir),
                     rss_kib("VmRSS"))

@@ -4,6 +4,7 @@ import torch
 
 from common.data import collate_sequences
 from common.logprobs import SequenceLogProbs, sequence_logprobs
+from tests.conftest import random_gemma2, random_llama
 
 
 def naive_logprob(model, prompt, completion):
@@ -60,7 +61,8 @@ def test_never_builds_a_full_vocabulary_tensor_per_position(random_pairs):
     assert seen == [(sum(len(c) for c in completions), 97)]
 
 
-def test_packed_rows_match_naive_per_example(random_lm):
+@pytest.mark.parametrize("build", [random_llama, random_gemma2])
+def test_packed_rows_match_naive_per_example(build):
     """One long row among many short ones: packing into one padding-free row is chosen, and each row's
     log-prob is still that of the sequence alone (the restarts of the positions isolate the sequences)."""
     from common.logprobs import packing_is_cheaper
@@ -69,10 +71,11 @@ def test_packed_rows_match_naive_per_example(random_lm):
     prompts = [torch.randint(3, 97, (n,), generator=g).tolist() for n in (14, 1, 2, 1, 3, 1, 2, 1)]
     completions = [torch.randint(3, 97, (n,), generator=g).tolist() for n in (6, 1, 1, 2, 1, 1, 2, 1)]
     batch = collate_sequences(prompts, completions, pad_id=0)
-    assert packing_is_cheaper(random_lm, batch.attention_mask)
+    model = build()  # a fresh model: the session's `random_lm` may carry other tests' hooks
+    assert packing_is_cheaper(model, batch.attention_mask)
     with torch.no_grad():
-        got = sequence_logprobs(random_lm, batch.input_ids, batch.attention_mask, batch.completion_mask)
-    assert got.tolist() == pytest.approx([naive_logprob(random_lm, p, c) for p, c in zip(prompts, completions)],
+        got = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask, pack=True)
+    assert got.tolist() == pytest.approx([naive_logprob(model, p, c) for p, c in zip(prompts, completions)],
                                          abs=1e-4)
 
 
@@ -103,19 +106,28 @@ def test_every_packable_model_type_matches_per_row_forwards(model_type):
     batch = collate_sequences(prompts, completions, pad_id=0)
     assert packing_is_cheaper(model, batch.attention_mask)
     with torch.no_grad():
-        got = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
+        got = sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask, pack=True)
     assert got.tolist() == pytest.approx([naive_logprob(model, p, c) for p, c in zip(prompts, completions)], abs=1e-4)
 
 
-def test_a_model_with_forward_hooks_is_never_packed(random_lm):
+def test_a_model_with_forward_hooks_is_never_packed():
     """Hooks on hidden states (Vaccine's perturbation, RepNoise's MMD, FSDP) see the padded (B, T, H) batch."""
     from common.logprobs import packing_is_cheaper
 
-    mask = torch.tensor([[1] * 20] + [[1] + [0] * 19] * 7)
-    assert packing_is_cheaper(random_lm, mask)
-    layer = next(m for m in random_lm.modules() if isinstance(m, torch.nn.ModuleList))[0]
-    handle = layer.register_forward_hook(lambda module, args, output: None)
-    try:
-        assert not packing_is_cheaper(random_lm, mask)
-    finally:
-        handle.remove()
+    model, mask = random_llama(), torch.tensor([[1] * 20] + [[1] + [0] * 19] * 7)
+    assert packing_is_cheaper(model, mask)
+    model.model.layers[0].register_forward_hook(lambda module, args, output: None)
+    assert not packing_is_cheaper(model, mask)
+
+
+def test_packing_is_off_unless_asked(monkeypatch):
+    """The padded path is the default (`pack_sequences: false`); pack=True takes the packed one."""
+    def packed(*args):
+        raise AssertionError("packed")
+
+    monkeypatch.setattr("common.logprobs.packed_hidden_states", packed)
+    model, batch = random_llama(), collate_sequences([[5] * 14, [6]], [[7] * 6, [8]], pad_id=0)
+    with torch.no_grad():
+        sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
+        with pytest.raises(AssertionError, match="packed"):
+            sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask, pack=True)

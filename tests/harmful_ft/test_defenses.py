@@ -120,10 +120,7 @@ def test_vaccine_step_is_the_gradient_at_hidden_states_moved_by_rho_along_the_gl
 
 @pytest.mark.parametrize("defense,field", [("vaccine", "vaccine_rho"), ("random_vaccine", "vaccine_rho"),
                                            ("booster", "booster_lambda")])
-def test_zero_strength_is_sft_bit_for_bit(aligned, harmful, tmp_path, defense, field, monkeypatch):
-    # Vaccine's hooks keep its batches padded (common.logprobs.packing_is_cheaper): so does SFT here, for
-    # the same floating-point operations
-    monkeypatch.setattr("common.logprobs.packing_is_cheaper", lambda model, mask: False)
+def test_zero_strength_is_sft_bit_for_bit(aligned, harmful, tmp_path, defense, field):
     sft = train(random_llama(), aligned, tmp_path / "sft", "sft", max_steps=2)
     defended = train(random_llama(), aligned, tmp_path / defense, defense, harmful, max_steps=2, **{field: 0.0})
     for (k, a), (_, b) in zip(sft.named_parameters(), defended.named_parameters()):
