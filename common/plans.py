@@ -397,19 +397,27 @@ def run_plan(plan_path: str | Path, config_cls: type, run_fn: RunFn, *, dry_run:
 
     main = process_state().is_main_process
     for run in selected:  # check every run before starting any, so a late conflict loses no time
+        if main:  # one peek per plan (ranks would collide), first: a run being set up looks foreign for a moment
+            check_not_in_use(run.run_dir)
         status = run_status(run)
         if status == FOREIGN:
             raise foreign_dir_error(run.run_dir)
         if not force and status == "changed":
             raise ConfigError(f"{run.run_dir}: holds a run with a different config ({describe_changes(run)}); "
                               f"rename experiment_name or pass --force to overwrite it")
-        holder = lock_holder(run.run_dir) if main else None  # one peek per plan: ranks would collide
-        if holder is not None:
-            raise in_use_error(run.run_dir, holder)
 
     for run in selected:
         execute_run(run, run_fn, force=force)
     return runs
+
+
+def check_not_in_use(run_dir: Path) -> None:
+    """ConfigError naming the process that holds the run's lock, if one does. Checked before anything else
+    about the directory: while its holder writes config.json, the directory holds only the lock and a
+    temporary file, which would otherwise read as a directory that is not a run's."""
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise in_use_error(run_dir, holder)
 
 
 def execute_run(run: PlannedRun, run_fn: RunFn, *, force: bool = False) -> None:
@@ -421,6 +429,8 @@ def execute_run(run: PlannedRun, run_fn: RunFn, *, force: bool = False) -> None:
     build a `PlannedRun` and call this.
     """
     state = process_state()
+    if state.is_main_process:
+        check_not_in_use(run.run_dir)
     if run_status(run) == FOREIGN:  # checked before the lock, whose file would land in the directory
         raise foreign_dir_error(run.run_dir)
     with run_dir_lock(run.run_dir) if state.is_main_process else contextlib.nullcontext():

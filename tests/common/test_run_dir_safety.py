@@ -161,6 +161,16 @@ def test_a_run_in_use_is_an_error_naming_the_process_and_a_dead_holder_is_taken_
         toy = PlannedRun(0, ModelConfig(experiment_name="a", outputs_dir=str(out)), "test")
         with pytest.raises(ConfigError, match=f"in use by process {os.getpid()}"):  # the runner's own check
             execute_run(toy, lambda c, d: pytest.fail("ran a run in use"))
+        # The holder is writing config.json: the directory holds the lock and a temporary file, no marker
+        # yet. Still "in use", not "not a run directory" (a race two plan processes hit in CI).
+        (out / "a" / ".config.json.tmp").write_text("{")
+        with pytest.raises(ConfigError, match=f"in use by process {os.getpid()}"):
+            execute_run(toy, lambda c, d: pytest.fail("ran a run in use"))
+        (tmp_path / "toy").mkdir()
+        toy_plan = write_plan(tmp_path / "toy", plan({"outputs_dir": str(out), "experiment_name": "a"}))
+        with pytest.raises(ConfigError, match=f"in use by process {os.getpid()}"):  # the plan's up-front checks
+            run_plan(toy_plan, ModelConfig, lambda c, d: pytest.fail("ran a run in use"))
+        (out / "a" / ".config.json.tmp").unlink()
     # The holder is gone (for a killed process the kernel drops the lock the same way): the run proceeds.
     execute_run(toy, lambda c, d: {"ok": 1})
     assert run_status(toy) == "finished"
