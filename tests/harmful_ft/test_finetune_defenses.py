@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from common.config import TrainConfig
-from common.data import PreferenceExample, collate_pairs
+from common.data import collate_pairs
 from common.errors import TrainingError
 from common.logprobs import sequence_logprobs
 from common.trainer import Trainer, TrainerCallback
 from harmful_ft.lisa import LisaStrategy, alignment_batch, alignment_steps_before, is_alignment_step
 from harmful_ft.post_training import PanaceaPerturbation, PanaceaStrategy, RandomPerturbation, gaussian_noise
 from tests.conftest import random_llama
+from tests.harmful_ft.test_defenses import sft_examples
 
 TOKENIZER = types.SimpleNamespace(pad_token_id=0)
 
@@ -35,15 +36,6 @@ def config(**kw):
     base = dict(model="random", objective="cross_entropy", optimizer="sgd", lr=1.0, batch_size=4, max_steps=1,
                 shuffle=False, weight_decay=0.0)
     return DefenseConfig(**{**base, **kw})
-
-
-def sft_examples(seed, count):
-    g = torch.Generator().manual_seed(seed)
-
-    def ids(n):
-        return torch.randint(3, 97, (n,), generator=g).tolist()
-
-    return [PreferenceExample(ids(3 + i % 4), ids(2 + i % 3), None, i) for i in range(count)]
 
 
 class Weights(TrainerCallback):
