@@ -64,13 +64,24 @@ class TrainerCallback:
         """Return entries to add to the run's summary."""
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def fused_kernel_applies(params: list) -> bool:
+    """Whether torch's fused Adam(W) kernel takes these parameters: plain (not sharded DTensor) floating
+    tensors on CPU or CUDA. It updates every tensor in one pass instead of ~10 elementwise ops each; the
+    profile of scripts/bench_dpo.py put the unfused AdamW at a fifth of a CPU step (HF's Trainer defaults
+    to the fused kernel too)."""
+    from torch.distributed.tensor import DTensor
+
+    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                and not isinstance(p, DTensor) for p in params)
+
+
+def make_optimizer(name: str, params: list, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused_kernel_applies(params))
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused_kernel_applies(params))
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}")
