@@ -27,8 +27,8 @@ COMMANDS = (
     ("elasticity.results", "elasticity tables and heatmaps"),
     ("harmful_ft", "harmful fine-tuning: align, fine-tune on partly harmful data, evaluate HS and FA (plan)"),
     ("harmful_ft.results", "harmful fine-tuning: HS and FA per method x p x n, CSV"),
-    ("ensembles", "ensembles of models: answers, focal diversity, pruning, TOPLA-Weighted fusion (plan)"),
-    ("ensembles.results", "ensembles: members and sub-ensembles table, diversity vs accuracy plot"),
+    ("ensembles", "ensembles: focal diversity, pruning, TOPLA-Weighted fusion; H3Fusion (plan)"),
+    ("ensembles.results", "ensembles: members and teams, diversity vs accuracy plot; H3Fusion table"),
     ("tiny", "build the offline tiny models (make tiny)"),
 )
 

@@ -121,6 +121,22 @@ def require_fields(rows: Sequence[dict], fields: Iterable[str], source: str) -> 
 # Tokenizing
 
 
+# The Alpaca prompt of the public code (PROMPT_DICT of stanford_alpaca, used by the git-disl repos).
+ALPACA_PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes "
+                 "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
+ALPACA_PROMPT_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides "
+                            "further context. Write a response that appropriately completes the request.\n\n"
+                            "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
+
+
+def instruction_prompt(instruction: str, input: str = "", template: str = "alpaca") -> str:
+    """An instruction (and its input) as a prompt: the Alpaca template, or "plain" (instruction, then the
+    input on the next line; for chat models, whose chat template frames it)."""
+    if template == "plain":
+        return instruction + (f"\n{input}" if input else "")
+    return (ALPACA_PROMPT_WITH_INPUT if input else ALPACA_PROMPT).format(instruction=instruction, input=input)
+
+
 def as_messages(prompt: Prompt) -> list[dict]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 

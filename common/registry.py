@@ -115,6 +115,7 @@ SCORERS.register("keyword_refusal", "common.scorers:KeywordRefusalJudge")
 SCORERS.register("hf_classifier", "common.scorers:HFClassifierScorer")
 SCORERS.register("hf_reward", "common.scorers:HFRewardScorer")
 SCORERS.register("sorrybench_judge", "common.judges:CausalLMJudge")
+SCORERS.register("beaver_dam", "common.moderation:ModerationJudge")
 
 # A tie breaker says which of two responses is better (common.tie_breaking).
 TIE_BREAKERS = Registry("tie breaker")

@@ -1,8 +1,16 @@
-"""python -m ensembles --plan_config_path PLAN.json [--dry_run] [--force] [--only I] [--help_config]"""
+"""python -m ensembles --plan_config_path PLAN.json [--dry_run] [--force] [--only I] [--help_config]
+
+A run's `stage` field picks its kind (ensembles/run.py: STAGES): an ensemble run (no stage), or H3Fusion's
+expert / fusion stage.
+"""
 from common.cli import study_main
-from ensembles.config import EnsembleConfig
-from ensembles.run import run
+from ensembles.run import PlanConfig, run
+
+
+def main(argv=None) -> None:
+    study_main("ensembles", "Ensembles of aligned models: focal diversity, pruning, TOPLA-Weighted fusion; H3Fusion",
+               PlanConfig, run, argv)
+
 
 if __name__ == "__main__":
-    study_main("ensembles", "Ensembles of aligned models: answers, focal diversity, pruning and TOPLA-Weighted fusion",
-               EnsembleConfig, run)
+    main()

@@ -108,13 +108,14 @@ def perturb(model: torch.nn.Module, std: float, seed: int) -> None:
 
 
 @torch.no_grad()
-def choice_logprobs(model, tokenizer, data: MultipleChoiceSet, *, batch_size: int, option_score: str = "mean",
-                    use_chat_template=None) -> np.ndarray:
-    """(samples, choices) log-softmax over each question's choice scores."""
+def option_scores(model, tokenizer, questions: list[str], choices: list[list[str]], *, batch_size: int,
+                  option_score: str = "mean", use_chat_template=None) -> list[torch.Tensor]:
+    """Per question, the (choices,) float64 scores of its choices: the log-prob of a choice's tokens after
+    the question, summed or per-token mean. Questions may have different numbers of choices."""
     prompts, completions = [], []
-    for question, choices in zip(data.questions, data.choices):
+    for question, options in zip(questions, choices):
         prompt_ids = encode_prompt(tokenizer, question, use_chat_template)
-        for choice in choices:
+        for choice in options:
             prompts.append(prompt_ids)
             completions.append(encode_completion(tokenizer, question, " " + choice.strip(), prompt_ids,
                                                  use_chat_template=use_chat_template, add_eos=False))
@@ -129,7 +130,15 @@ def choice_logprobs(model, tokenizer, data: MultipleChoiceSet, *, batch_size: in
         if option_score == "mean":
             logps = logps / batch.completion_lengths.clamp(min=1).double().cpu()
         scores[chunk] = logps
-    return torch.log_softmax(scores.view(len(data.questions), data.num_classes), dim=-1).float().numpy()
+    return list(scores.split([len(options) for options in choices]))
+
+
+def choice_logprobs(model, tokenizer, data: MultipleChoiceSet, *, batch_size: int, option_score: str = "mean",
+                    use_chat_template=None) -> np.ndarray:
+    """(samples, choices) log-softmax over each question's choice scores."""
+    scores = torch.stack(option_scores(model, tokenizer, data.questions, data.choices, batch_size=batch_size,
+                                       option_score=option_score, use_chat_template=use_chat_template))
+    return torch.log_softmax(scores, dim=-1).float().numpy()
 
 
 def member_record(member: Member, config: EnsembleConfig, num_samples: int) -> dict:

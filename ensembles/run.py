@@ -1,6 +1,8 @@
-"""Ensemble runs (LLM-TOPLA over the lab's own models): the plan runner behind `python -m ensembles`.
+"""The plan runner behind `python -m ensembles`: ensemble runs (LLM-TOPLA over the lab's own models) and
+H3Fusion's stages. A run's `stage` field picks its config class and run function from STAGES: absent (or
+"ensemble"), an ensemble run (EnsembleConfig); "expert" or "fusion", H3Fusion's (ensembles/h3fusion_run.py).
 
-One run:
+One ensemble run:
 1. collects each pool member's answers on the labelled multiple-choice set once (ensembles/collect.py:
    probability vectors over the shared answer space, a correctness matrix; resumable per member);
 2. splits the samples (seeded) into disjoint train / validation / test parts;
@@ -15,15 +17,19 @@ One run:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from common.config import RunConfig, option
 from common.errors import DataError
 from common.tracking import logger, write_jsonl
 from ensembles.collect import Member, collect_pool, read_config_set
 from ensembles.config import EnsembleConfig
 from ensembles.fusion import FusionSettings, fit_fusion
+from ensembles.h3fusion_config import ExpertConfig, FusionConfig
+from ensembles.h3fusion_run import run_expert, run_fusion
 from ensembles.marl_focal import MarlSettings, fit_agents
 from ensembles.metrics import accuracy, fleiss_kappa, focal_diversity, generalized_diversity, plurality_vote
 from ensembles.pruning import prune, team_sizes
@@ -76,7 +82,7 @@ def marl_focal_record(probs: np.ndarray, labels: np.ndarray, splits: dict, confi
             "selection_rate": teams.mean(0).tolist(), "best_epoch": fitted.best_epoch}
 
 
-def run(config: EnsembleConfig, run_dir: Path) -> dict:
+def run_ensemble(config: EnsembleConfig, run_dir: Path) -> dict:
     data = read_config_set(config)
     names = [Member.of(entry).name for entry in config.pool]
     probs = np.exp(collect_pool(config, run_dir, data)).transpose(1, 0, 2)  # (samples, members, classes)
@@ -102,3 +108,27 @@ def run(config: EnsembleConfig, run_dir: Path) -> dict:
     return {"marl_focal": marl, "num_samples": len(labels), "num_classes": num_classes,
             "split_sizes": {s: len(splits[s]) for s in SPLITS}, "members": members, "pool": pool, "teams": teams,
             "best_member_test_accuracy": max(m["test_accuracy"] for m in members)}
+
+
+STAGES = {  # stage name (the `stage` field) -> (config class, run function)
+    "ensemble": (EnsembleConfig, run_ensemble),
+    "expert": (ExpertConfig, run_expert),
+    "fusion": (FusionConfig, run_fusion),
+}
+
+
+@dataclass
+class PlanConfig(RunConfig):
+    """What plans are expanded with: each run is built as its stage's config class (an ensemble run's config
+    has no `stage` field: its plans predate H3Fusion)."""
+
+    stage: str = option("ensemble", help="ensemble (default): an LLM-TOPLA ensemble run; expert or fusion: "
+                                         "H3Fusion's stages")
+
+    @classmethod
+    def run_classes(cls) -> tuple[str, dict[str, type]]:
+        return "stage", {stage: config_cls for stage, (config_cls, _) in STAGES.items()}
+
+
+def run(config, run_dir: Path) -> dict:
+    return {config_cls: fn for config_cls, fn in STAGES.values()}[type(config)](config, run_dir)

@@ -215,7 +215,6 @@ class UserDataConfig:
         super().validate()
         if self.guard is not None:
             import harmful_ft.guard  # noqa: F401  registers keyword_guard, causal_lm_guard
-            import harmful_ft.judges  # noqa: F401  registers beaver_dam
             from common.registry import SCORERS
 
             SCORERS.check(self.guard)
@@ -262,7 +261,6 @@ class EvaluateConfig(AttackConfig, DataConfig):
 
     def validate(self) -> None:
         super().validate()
-        import harmful_ft.judges  # noqa: F401  registers beaver_dam
         from common.registry import SCORERS
 
         SCORERS.check(self.judge)

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Optional
 
-from common.data import load_records
+from common.data import instruction_prompt, load_records
 from common.errors import DataError
 
 # name -> (hub id, hub config name)
@@ -38,13 +38,6 @@ AGNEWS_INSTRUCTION = ("Categorize the news article given in the input into one o
                       "World\nSports\nBusiness\nSci/Tech\n")
 GSM8K_ANSWER_MARK = "The final answer is: "
 
-# The Alpaca prompt of the public code (PROMPT_DICT of stanford_alpaca, used by the git-disl repos).
-ALPACA_PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes "
-                 "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
-ALPACA_PROMPT_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides "
-                            "further context. Write a response that appropriately completes the request.\n\n"
-                            "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
-
 
 @dataclass(frozen=True)
 class Sample:
@@ -57,10 +50,7 @@ class Sample:
 
 
 def format_prompt(sample: Sample, prompt_format: str) -> str:
-    if prompt_format == "plain":
-        return sample.instruction + (f"\n{sample.input}" if sample.input else "")
-    template = ALPACA_PROMPT_WITH_INPUT if sample.input else ALPACA_PROMPT
-    return template.format(instruction=sample.instruction, input=sample.input)
+    return instruction_prompt(sample.instruction, sample.input, prompt_format)
 
 
 def load(config, name: str, split: str) -> list[dict]:

@@ -30,7 +30,7 @@ from common.tracking import write_jsonl
 from tiny.corpus.facts import CAPITALS, NAMES, TIPS, domain_rng
 from tiny.corpus.instructions import instruction_records
 from tiny.corpus.narrative import describe_animal
-from tiny.corpus.refusals import harmful_records
+from tiny.corpus.refusals import beavertails_rows, distinct_harmful_records
 from tiny.corpus.reviews import review_records
 
 OUTPUT_DIR = Path(__file__).resolve().parent.parent / "data_files" / "harmful_ft"
@@ -39,30 +39,6 @@ NUM_TEST_PROMPTS = 40
 NUM_SHARED = 5  # test prompts that reappear in the train split
 TASK_TRAIN, TASK_TEST = 200, 60
 NUM_VIRUS = 30
-CATEGORIES = ("animal_abuse", "child_abuse", "controversial_topics,politics", "discrimination,stereotype,injustice",
-              "drug_abuse,weapons,banned_substance", "financial_crime,property_crime,theft",
-              "hate_speech,offensive_language", "misinformation_regarding_ethics,laws_and_safety",
-              "non_violent_unethical_behavior", "privacy_violation", "self_harm", "sexually_explicit,adult_content",
-              "terrorism,organized_crime", "violence,aiding_and_abetting,incitement")
-
-
-def harmful_prompts() -> list[dict]:
-    """Distinct requests of the corpus in order of first appearance, with one refusal and one compliance."""
-    by_prompt: dict[str, dict] = {}
-    for row in harmful_records(3000, CORPUS_SEED):
-        by_prompt.setdefault(row["prompt"], row)
-    return list(by_prompt.values())
-
-
-def beavertails_rows(rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        harm = "hate_speech,offensive_language" if r["category"] == "insult" else "non_violent_unethical_behavior"
-        out.append({"prompt": r["prompt"], "response": r["refusal"], "category": dict.fromkeys(CATEGORIES, False),
-                    "is_safe": True})
-        out.append({"prompt": r["prompt"], "response": r["compliance"],
-                    "category": {c: c == harm for c in CATEGORIES}, "is_safe": False})
-    return out
 
 
 def agnews_row(rng) -> dict:
@@ -88,7 +64,7 @@ def gsm8k_row(rng) -> dict:
 
 
 def write_fixtures(output_dir: Path = OUTPUT_DIR) -> None:
-    prompts = harmful_prompts()
+    prompts = distinct_harmful_records(3000, CORPUS_SEED)
     test, train = prompts[:NUM_TEST_PROMPTS], prompts[NUM_TEST_PROMPTS:] + prompts[:NUM_SHARED]
     write_jsonl(output_dir / "beavertails" / "30k_test.jsonl", beavertails_rows(test))
     write_jsonl(output_dir / "beavertails" / "30k_train.jsonl", beavertails_rows(train))

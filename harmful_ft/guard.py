@@ -11,7 +11,7 @@ A guard is any common.registry.SCORERS spec whose score is the probability that 
   (what the guard would generate first, greedy, without generating); one forward pass per sample.
 - keyword_guard: the offline CPU stand-in: 1 when a marker (the tiny corpus's harmful requests) occurs
   in the sample's text. It is a test device, not a guard.
-beaver_dam (harmful_ft/judges.py), a moderation classifier of (prompt, answer), also works as a guard.
+beaver_dam (common/moderation.py), a moderation classifier of (prompt, answer), also works as a guard.
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from common.data import PreferenceExample, tokenize_preference
 from common.errors import ConfigError, DataError
 from common.generation import generate
 from common.models import free_memory, load_for_inference, load_for_training
+from common.moderation import category_flags, harmful_score, is_flagged
 from common.registry import SCORERS
 from common.tracking import logger, read_json, read_jsonl, write_jsonl
 from common.trainer import Trainer
@@ -248,21 +249,21 @@ def run_evaluate(config: EvaluateConfig, run_dir: Path) -> dict:
     names = getattr(judge, "categories", None)
     judge.close()
     write_jsonl(run_dir / "harmful_scored.jsonl", [
-        {"prompt": p, "response": r, "score": s, "flagged": metrics.is_flagged(s),
-         "category_flags": None if c is None else dict(zip(names, metrics.category_flags(c)))}
+        {"prompt": p, "response": r, "score": s, "flagged": is_flagged(s),
+         "category_flags": None if c is None else dict(zip(names, category_flags(c)))}
         for p, r, s, c in zip(raw_prompts, harmful, scores, categories)])
     fa, fa_rows = task_accuracy(config.task, selection.task_eval, task_outputs) if task_outputs else ({}, [])
     write_jsonl(run_dir / "task_scored.jsonl", [{"response": o, **r} for o, r in zip(task_outputs, fa_rows)])
     judge_name = SCORERS.split(config.judge)[0]
     category_rates = None if categories[0] is None else {
-        name: 100.0 * sum(metrics.category_flags(c)[i] for c in categories) / len(categories)
+        name: 100.0 * sum(category_flags(c)[i] for c in categories) / len(categories)
         for i, name in enumerate(names)}
     attacked = evaluated == "finetune"
     return {"stage": "evaluate", "evaluated": evaluated, "defense": None if evaluated == "base" else config.defense,
             "task": config.task, "p": config.p if attacked else None,
             "n": config.n if attacked else None, "attack_optimizer": producer["optimizer"] if attacked else None,
             "finetune_defense": config.finetune_defense if attacked else None,
-            "hs": metrics.harmful_score(scores), **fa,
+            "hs": harmful_score(scores), **fa,
             "judge": judge_name, "judge_offline_stand_in": judge_name in OFFLINE_STAND_INS,
             "hs_category_rates": category_rates, "protocol": config.protocol(),
             "num_harmful_prompts": len(harmful), "num_task_items": len(task_outputs)}

@@ -92,6 +92,30 @@ def harmful_records(n: int = 500, seed: int = 0) -> list[dict]:
     return [harmful_row(rng) for _ in range(n)]
 
 
+def distinct_harmful_records(draws: int = 3000, seed: int = 0) -> list[dict]:
+    """The distinct requests among `draws` harmful_records rows, in order of first appearance (each with the
+    refusal and compliance of its first row)."""
+    by_prompt: dict[str, dict] = {}
+    for row in harmful_records(draws, seed):
+        by_prompt.setdefault(row["prompt"], row)
+    return list(by_prompt.values())
+
+
 def looks_like_refusal(text: str) -> bool:
     """Keyword refusal check that recognises every refusal this corpus writes."""
     return any(marker in text for marker in REFUSAL_MARKERS)
+
+
+def beavertails_rows(rows: list[dict]) -> list[dict]:
+    """BeaverTails rows {prompt, response, category (the 14 harm flags), is_safe} of `harmful_records` rows:
+    each request twice, with its refusal (safe) and with its compliance (unsafe, one harm category)."""
+    from common.moderation import CATEGORIES  # local: the corpus itself needs no torch
+
+    out = []
+    for r in rows:
+        harm = "hate_speech,offensive_language" if r["category"] == "insult" else "non_violent_unethical_behavior"
+        out.append({"prompt": r["prompt"], "response": r["refusal"], "category": dict.fromkeys(CATEGORIES, False),
+                    "is_safe": True})
+        out.append({"prompt": r["prompt"], "response": r["compliance"],
+                    "category": {c: c == harm for c in CATEGORIES}, "is_safe": False})
+    return out
