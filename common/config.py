@@ -128,6 +128,10 @@ class TrainConfig(RunConfig):
     pack_sequences: bool = option(False, help="run each micro-batch's short sequences as one padding-free row where "
                                               "that costs fewer FLOPs (llama, gemma2, qwen2, mistral decoders; never "
                                               "with hooks, e.g. Vaccine): same numbers up to float rounding")
+    share_prompt: bool = option(False, help="score a preference pair as one row (prompt, chosen, rejected) with the "
+                                            "prompt computed once (llama, qwen2, mistral, gemma2; never with hooks): "
+                                            "faster when prompts are long against the completions; same numbers up "
+                                            "to float rounding")
     gradient_checkpointing: bool = option(False, help="recompute activations in the backward (transformers' "
                                                       "non-reentrant checkpointing): less memory, same numbers")
     merge_lora: bool = option(False, help="with lora and save_model: save the full model with the adapters merged "

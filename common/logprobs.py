@@ -6,7 +6,8 @@ at the positions that predict a completion token, and log p(token) = logit[token
 is taken in float32 on those N_tok rows. With prompts longer than responses (the common case) that
 is a small fraction of B*T*V. With `pack=True` (the config's `pack_sequences`) a batch of short rows of
 unequal length is run as one padding-free packed row where that is cheaper (`packing_is_cheaper`), so
-padding costs no decoder work.
+padding costs no decoder work. With the config's `share_prompt`, a preference pair is one row (prompt,
+chosen, rejected) whose prompt is computed once (`shared_prompt_logprobs`).
 """
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def token_logits(model: nn.Module, hidden: Tensor) -> Tensor:
 PACKABLE = ("llama", "gemma2", "qwen2", "mistral")
 
 
+def has_forward_hooks(model: nn.Module) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
 def packing_is_cheaper(model: nn.Module, attention_mask: Tensor) -> bool:
     """Whether one packed row of the N real tokens costs fewer decoder FLOPs than the padded (B, T) batch.
 
@@ -61,8 +66,7 @@ def packing_is_cheaper(model: nn.Module, attention_mask: Tensor) -> bool:
     RepNoise, FSDP's unsharding) expect the padded batch's shape, and only the model types in PACKABLE,
     whose attention masks are built from the packed position ids (tested against unpacked rows)."""
     base = base_model_of(model)
-    if getattr(base.config, "model_type", None) not in PACKABLE or any(
-            m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+    if getattr(base.config, "model_type", None) not in PACKABLE or has_forward_hooks(model):
         return False
     config = base.config
     hidden = config.hidden_size
@@ -112,13 +116,74 @@ def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tenso
     return sums.to(input_ids.device)
 
 
+# Decoders that take a custom 4D attention mask as given (tests/common/test_logprobs.py checks each).
+PROMPT_SHAREABLE = ("llama", "qwen2", "mistral", "gemma2")
+
+
+def prompt_sharing_applies(model: nn.Module, length: int) -> bool:
+    """Whether rows of `length` tokens can be scored with `shared_prompt_logprobs`: a decoder in
+    PROMPT_SHAREABLE, no forward hooks (as for packing: hooks on hidden states expect a row per
+    sequence), and no active sliding window shorter than the row (a custom mask replaces the window)."""
+    config = base_model_of(model).config
+    if getattr(config, "model_type", None) not in PROMPT_SHAREABLE or has_forward_hooks(model):
+        return False
+    window = getattr(config, "sliding_window", None)
+    windowed = config.model_type == "gemma2" or getattr(config, "use_sliding_window", config.model_type == "mistral")
+    return not (window and windowed and length > window)
+
+
+def shared_prompt_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
+                           completion_mask: Tensor) -> Tensor:
+    """Summed log-probs of chosen and rejected from rows (prompt, chosen, rejected, padding) that hold
+    the prompt ONCE (`common.data.collate_shared_prompt`): (B, T) -> (2B,), chosen rows then rejected, as
+    `sequence_logprobs` of the two rows (prompt, chosen) and (prompt, rejected) gives them.
+
+    `completion_mask` is 1 on chosen and 2 on rejected tokens. The rejected tokens take positions
+    P, P+1, ... (P: prompt length) and a 4D mask hides the chosen tokens from them, so each completion
+    sees exactly its prompt and itself; the first rejected token is predicted from the prompt's last
+    position. The prompt's decoder work is done once per pair instead of twice, which wins when prompts
+    are long against the completions (docs/BENCHMARKS.md)."""
+    rows, length = input_ids.shape
+    real, chosen, rejected = attention_mask.bool(), completion_mask == 1, completion_mask == 2
+    n_chosen = chosen.sum(-1, keepdim=True)
+    positions = position_ids_from_mask(attention_mask) - rejected * n_chosen
+    causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
+    allowed = causal & real[:, None, :] & ~(rejected[:, :, None] & chosen[:, None, :])  # (B, T query, T key)
+    allowed |= torch.eye(length, dtype=torch.bool, device=input_ids.device)  # padding queries: no empty row
+    decoder = base_model_of(model).get_decoder()
+    dtype = decoder.get_input_embeddings().weight.dtype  # additive, as eager attention (Gemma-2) adds the mask
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=input_ids.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    out = decoder(input_ids=input_ids, attention_mask=mask[:, None], position_ids=positions, use_cache=False)
+    hidden = out.last_hidden_state
+    # The hidden state that predicts each completion token: the previous position, except for the first
+    # rejected token, which follows the prompt's last token.
+    predictor = torch.arange(-1, length - 1, device=input_ids.device).expand(rows, length).clone()
+    prompt_length = real.sum(-1) - n_chosen[:, 0] - rejected.sum(-1)
+    first_rejected = prompt_length + n_chosen[:, 0]
+    has_rejected = rejected.any(-1)
+    row_index = torch.arange(rows, device=input_ids.device)
+    predictor[row_index[has_rejected], first_rejected[has_rejected]] = prompt_length[has_rejected] - 1
+    targets = chosen | rejected
+    row, column = targets.nonzero(as_tuple=True)
+    logits = token_logits(model, hidden[row, predictor[row, column]])
+    token_ids = input_ids[row, column]
+    token_logps = logits.gather(-1, token_ids[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    output_row = row + rows * rejected[row, column]
+    return torch.zeros(2 * rows, dtype=torch.float32, device=logits.device).index_add(0, output_row, token_logps)
+
+
 class SequenceLogProbs(nn.Module):
-    """`sequence_logprobs` as a module, so that DDP (accelerate) wraps the call that runs the forward."""
+    """`sequence_logprobs` (or, with `shared=True`, `shared_prompt_logprobs`) as a module, so that DDP
+    (accelerate) wraps the call that runs the forward."""
 
     def __init__(self, model: nn.Module, pack: bool = False):
         super().__init__()
         self.model = model
         self.pack = pack
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor,
+                shared: bool = False) -> Tensor:
+        if shared:
+            return shared_prompt_logprobs(self.model, input_ids, attention_mask, completion_mask)
         return sequence_logprobs(self.model, input_ids, attention_mask, completion_mask, pack=self.pack)

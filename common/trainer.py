@@ -30,9 +30,10 @@ from tqdm.auto import tqdm
 
 from common import fsdp, zeroth_order
 from common.config import TrainConfig, to_dict
-from common.data import PreferenceExample, collate_pairs
+from common.data import PreferenceExample, collate_pairs, collate_shared_prompt
 from common.distributed import make_accelerator
 from common.errors import DataError, TrainingError
+from common.logprobs import prompt_sharing_applies
 from common.losses import LOSSES
 from common.models import count_parameters, disable_dropout, enable_gradient_checkpointing, save_model
 from common.rundir import CHECKPOINT_DIR, checkpoint_candidates, install_checkpoint
@@ -214,8 +215,15 @@ class Trainer:
         if not with_rejected:
             examples = [PreferenceExample(e.prompt_ids, e.chosen_ids, None, e.index) for e in examples]
         batch = collate_pairs(examples, self.pad_id).to(self.device)
-        with self.autocast():
-            logps = self.module(batch.input_ids, batch.attention_mask, batch.completion_mask)
+        share = with_rejected and getattr(self.config, "share_prompt", False) and examples[0].rejected_ids is not None
+        if share and prompt_sharing_applies(self.model, max(len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids)
+                                                            for e in examples)):
+            shared = collate_shared_prompt(examples, self.pad_id).to(self.device)
+            with self.autocast():  # the metrics still read `batch`: the pairs' rows, as without sharing
+                logps = self.module(shared.input_ids, shared.attention_mask, shared.completion_mask, shared=True)
+        else:
+            with self.autocast():
+                logps = self.module(batch.input_ids, batch.attention_mask, batch.completion_mask)
         n = len(examples)
         return logps[:n], (logps[n:] if len(logps) > n else None), batch
 

@@ -11,9 +11,10 @@ once the model is loaded) and model FLOPs utilisation (MFU):
     useful FLOPs = 6 x non-embedding params x tokens + 6 x LM-head params x scored completion tokens,
     MFU = useful FLOPs / seconds / the fp32 matmul FLOP/s measured in this run (best of a timed
     2048^3 matmul with the same threads).
-Then the ratios against TRL's strongest (faster) side.
+Then the ratios against TRL's strongest (faster) side; with `--share_prompt`, ours is the faster of our two sides.
 
     python scripts/bench_dpo.py [--vocab 32000 | --model PATH] [--steps 10] [--batch_size 8] [--threads 2]
+    python scripts/bench_dpo.py --prompt_words 300 --share_prompt   # long prompts; a 4th side: share_prompt
     python scripts/bench_dpo.py --fsdp [--vocab 32000] [--steps 6]
 
 The default model is a random 4-layer, 512-wide Llama (scripts/_random_models.py) with a --vocab-token
@@ -53,17 +54,24 @@ def reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def bench_pairs(n: int) -> list[dict]:
+def bench_pairs(n: int, prompt_words: int = 0) -> list[dict]:
+    """n preference pairs; with prompt_words, each prompt starts with the same context of that many words of
+    tiny-corpus text (long prompts against short completions, as in multi-turn or RAG preference data)."""
     from pref_similarity.fixtures import plain_rows
+    from tiny.corpus.mixtures import base_corpus_texts
 
-    return plain_rows(n, seed=0)
+    rows = plain_rows(n, seed=0)
+    if prompt_words:
+        context = " ".join(" ".join(base_corpus_texts(200, seed=3)).split()[:prompt_words])
+        rows = [{**r, "prompt": f"{context}\n\n{r['prompt']}"} for r in rows]
+    return rows
 
 
-def our_examples(tokenizer, n: int):
+def our_examples(tokenizer, n: int, prompt_words: int = 0):
     from common.data import tokenize_preference
 
     return [tokenize_preference(tokenizer, r["prompt"], r["chosen"], r["rejected"], index=i)
-            for i, r in enumerate(bench_pairs(n))]
+            for i, r in enumerate(bench_pairs(n, prompt_words))]
 
 
 def measured(build, before_kib: int) -> dict:
@@ -79,7 +87,7 @@ def measured(build, before_kib: int) -> dict:
             "peak_rss_kib": rss_kib("VmHWM")}
 
 
-def run_ours(args) -> dict:
+def run_ours(args, share_prompt: bool = False) -> dict:
     import torch
 
     from common.models import load_model_and_tokenizer
@@ -90,10 +98,11 @@ def run_ours(args) -> dict:
     model, tokenizer = load_model_and_tokenizer(args.model)
     config = PreferenceRunConfig(model=args.model, dataset="-", objective="dpo", beta=0.1, optimizer="adamw",
                                  lr=1e-5, batch_size=args.batch_size, max_steps=args.steps, shuffle=False,
-                                 fsdp=args.fsdp_side == "fsdp", pack_sequences=True)
-    run_dir = Path(args.workdir) / f"ours_{args.fsdp_side or 'single'}"
-    return measured(lambda: Trainer(config, model, tokenizer, our_examples(tokenizer, args.pairs), run_dir),
-                    rss_kib("VmRSS"))
+                                 fsdp=args.fsdp_side == "fsdp", pack_sequences=True, share_prompt=share_prompt,
+                                 max_length=1024)
+    run_dir = Path(args.workdir) / f"ours_{args.fsdp_side or 'single'}{'_shared' if share_prompt else ''}"
+    examples = our_examples(tokenizer, args.pairs, args.prompt_words)
+    return measured(lambda: Trainer(config, model, tokenizer, examples, run_dir), rss_kib("VmRSS"))
 
 
 def run_trl(args, precompute: bool) -> dict:
@@ -105,7 +114,8 @@ def run_trl(args, precompute: bool) -> dict:
 
     torch.manual_seed(0)
     model, tokenizer = load_model_and_tokenizer(args.model)
-    dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in bench_pairs(args.pairs)])
+    dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")}
+                                 for r in bench_pairs(args.pairs, args.prompt_words)])
     config = DPOConfig(output_dir=str(Path(args.workdir) / "trl"), per_device_train_batch_size=args.batch_size,
                        gradient_accumulation_steps=1, learning_rate=1e-5, lr_scheduler_type="constant",
                        max_steps=args.steps, beta=0.1, loss_type=["sigmoid"], report_to=[], save_strategy="no",
@@ -133,7 +143,7 @@ def timed_once(fn) -> float:
     return time.perf_counter() - start
 
 
-def model_counts(model_path: str, n_pairs: int) -> dict:
+def model_counts(model_path: str, n_pairs: int, prompt_words: int) -> dict:
     """Non-embedding and LM-head parameter counts, and the pairs' tokens (our tokenization, both sequences)."""
     from common.models import load_model_and_tokenizer
 
@@ -141,7 +151,7 @@ def model_counts(model_path: str, n_pairs: int) -> dict:
     head = model.get_output_embeddings().weight.numel()
     embedding = model.get_input_embeddings().weight.numel()
     total = sum(p.numel() for p in model.parameters())
-    examples = our_examples(tokenizer, n_pairs)
+    examples = our_examples(tokenizer, n_pairs, prompt_words)
     return {"non_embedding_params": total - embedding - head, "head_params": head,
             "tokens": sum(2 * len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples),
             "completion_tokens": sum(len(e.chosen_ids) + len(e.rejected_ids) for e in examples)}
@@ -151,7 +161,8 @@ def run_side(args, side: str, launcher: tuple = ()) -> dict:
     """One side in a fresh process (or 2 under torchrun); its JSON (one per process) from --result."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [*launcher, str(Path(__file__)), "--side", side, "--model", args.model, "--steps", str(args.steps),
-               "--batch_size", str(args.batch_size), "--workdir", args.workdir, "--result", tmp]
+               "--batch_size", str(args.batch_size), "--prompt_words", str(args.prompt_words), "--workdir",
+               args.workdir, "--result", tmp]
         if not launcher:
             cmd.insert(0, sys.executable)
         env = {**os.environ, "WANDB_MODE": "disabled", "HF_DATASETS_CACHE": tmp,  # no cached TRL precompute
@@ -180,7 +191,8 @@ def header(args, extra: str) -> str:
 
 def single_process(args, counts: dict) -> None:
     flops = matmul_flops(args.threads)
-    results = {side: run_side(args, side)["rank0"] for side in SIDES}
+    sides = ("ours", "ours_shared", *SIDES[1:]) if args.share_prompt else SIDES
+    results = {side: run_side(args, side)["rank0"] for side in sides}
     c = counts
     useful = 6 * c["non_embedding_params"] * c["tokens"] + 6 * c["head_params"] * c["completion_tokens"]
     print(header(args, f"torch threads {args.threads}, fp32 matmul {flops / 1e9:.1f} GFLOP/s"))
@@ -193,6 +205,12 @@ def single_process(args, counts: dict) -> None:
               f"{(r['peak_rss_kib'] - r['rss_before_kib']) / 1024:.0f} | {r['seconds']:.1f} | "
               f"{r['cpu_seconds']:.1f} | {useful / r['seconds'] / flops:.1%} |")
     ours = results["ours"]
+    if args.share_prompt:
+        shared = results["ours_shared"]
+        print(f"share_prompt / ours: {ours['seconds'] / shared['seconds']:.2f}x tokens/s, "
+              f"{ours['cpu_seconds'] / shared['cpu_seconds']:.2f}x per CPU second, peak RSS "
+              f"{shared['peak_rss_kib'] / ours['peak_rss_kib']:.2f}x")
+        ours = min(ours, shared, key=lambda r: r["seconds"])
     strongest = min(("trl", "trl_precompute"), key=lambda s: results[s]["seconds"])
     best_memory = min(results[s]["peak_rss_kib"] for s in ("trl", "trl_precompute"))
     print(f"ours / TRL's strongest ({strongest}): {results[strongest]['seconds'] / ours['seconds']:.2f}x tokens/s "
@@ -226,8 +244,12 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each single-process side")
     parser.add_argument("--fsdp", action="store_true", help="DDP vs fsdp: true under 2 CPU processes")
+    parser.add_argument("--prompt_words", type=int, default=0, help="start every prompt with this many words of "
+                                                                     "shared context (long prompts)")
+    parser.add_argument("--share_prompt", action="store_true", help="a fourth side: ours with share_prompt: true")
     parser.add_argument("--workdir", default=str(REPO / "outputs" / "bench_dpo"))
-    parser.add_argument("--side", choices=[*SIDES, "ddp", "fsdp"], help=argparse.SUPPRESS)  # subprocess mode
+    parser.add_argument("--side", choices=[*SIDES, "ours_shared", "ddp", "fsdp"],
+                        help=argparse.SUPPRESS)  # subprocess mode
     parser.add_argument("--result", help=argparse.SUPPRESS)  # subprocess mode: where to write rank<r>.json
     args = parser.parse_args()
     if args.model is None:
@@ -241,10 +263,13 @@ def main() -> None:
 
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
         args.fsdp_side = args.side if args.side in ("ddp", "fsdp") else None
-        result = run_trl(args, args.side == "trl_precompute") if args.side.startswith("trl") else run_ours(args)
+        if args.side.startswith("trl"):
+            result = run_trl(args, args.side == "trl_precompute")
+        else:
+            result = run_ours(args, share_prompt=args.side == "ours_shared")
         Path(args.result, f"rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(result))
         return
-    counts = model_counts(args.model, args.pairs)
+    counts = model_counts(args.model, args.pairs, args.prompt_words)
     (two_processes if args.fsdp else single_process)(args, counts)
 
 

@@ -131,3 +131,80 @@ def test_packing_is_off_unless_asked(monkeypatch):
         sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
         with pytest.raises(AssertionError, match="packed"):
             sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask, pack=True)
+
+
+def shareable_models():
+    """The PROMPT_SHAREABLE decoders, tiny and random: llama and gemma2 from conftest, qwen2 and mistral here."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    def build(model_type):
+        torch.manual_seed(0)
+        config = AutoConfig.for_model(model_type, vocab_size=97, hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      max_position_embeddings=128)
+        return AutoModelForCausalLM.from_config(config).eval()
+
+    return [random_llama, random_gemma2, lambda: build("qwen2"), lambda: build("mistral")]
+
+
+def shared_pairs():
+    from common.data import PreferenceExample
+
+    g = torch.Generator().manual_seed(5)
+    lengths = [(9, 3, 5), (1, 1, 1), (4, 6, 2), (12, 2, 1)]
+    return [PreferenceExample(*(torch.randint(3, 97, (n,), generator=g).tolist() for n in row), index=i)
+            for i, row in enumerate(lengths)]
+
+
+@pytest.mark.parametrize("build", shareable_models(), ids=["llama", "gemma2", "qwen2", "mistral"])
+def test_shared_prompt_rows_match_naive_per_completion(build):
+    """(prompt, chosen, rejected) in one row: each completion's log-prob is that of prompt + completion
+    alone (float64 full-logit recomputation), chosen rows first, as collate_pairs orders them."""
+    from common.data import collate_shared_prompt
+    from common.logprobs import PROMPT_SHAREABLE, prompt_sharing_applies, shared_prompt_logprobs
+
+    model, pairs = build(), shared_pairs()
+    assert model.config.model_type in PROMPT_SHAREABLE and prompt_sharing_applies(model, 20)
+    batch = collate_shared_prompt(pairs, pad_id=0)
+    assert batch.input_ids.shape == (4, 17)  # the longest pair's prompt + chosen + rejected
+    with torch.no_grad():
+        got = shared_prompt_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
+    expected = ([naive_logprob(model, e.prompt_ids, e.chosen_ids) for e in pairs]
+                + [naive_logprob(model, e.prompt_ids, e.rejected_ids) for e in pairs])
+    assert got.tolist() == pytest.approx(expected, abs=1e-4)
+
+
+def test_shared_prompt_gradients_match_two_rows():
+    """The prompt's activations serve both completions: the parameter gradients of a loss on both
+    log-probs equal those of the unshared rows."""
+    from common.data import collate_pairs, collate_shared_prompt
+    from common.logprobs import shared_prompt_logprobs
+
+    pairs = shared_pairs()
+    grads = []
+    for shared in (False, True):
+        model = random_llama(seed=7)
+        batch = (collate_shared_prompt if shared else collate_pairs)(pairs, pad_id=0)
+        score = shared_prompt_logprobs if shared else sequence_logprobs
+        logps = score(model, batch.input_ids, batch.attention_mask, batch.completion_mask)
+        (logps[:4] - 0.5 * logps[4:]).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_prompt_sharing_falls_back_where_it_would_change_the_numbers():
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from common.logprobs import prompt_sharing_applies
+
+    model = random_llama()
+    assert prompt_sharing_applies(model, 50)
+    model.model.layers[0].register_forward_hook(lambda module, args, output: None)
+    assert not prompt_sharing_applies(model, 50)  # hooks expect one row per sequence
+    config = AutoConfig.for_model("mistral", vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                  num_attention_heads=4, num_key_value_heads=2, sliding_window=16)
+    windowed = AutoModelForCausalLM.from_config(config)
+    assert prompt_sharing_applies(windowed, 16) and not prompt_sharing_applies(windowed, 17)  # a mask replaces it
+    gpt2 = AutoModelForCausalLM.from_config(AutoConfig.for_model("gpt2", vocab_size=97, n_embd=32, n_layer=1, n_head=4))
+    assert not prompt_sharing_applies(gpt2, 10)

@@ -94,3 +94,26 @@ def test_merge_lora_saves_the_full_model(pairs, tmp_path, lora_model):
     assert (saved / "model.safetensors").exists() and not (saved / "adapter_config.json").exists()
     torch.testing.assert_close(logps(AutoModelForCausalLM.from_pretrained(saved), pairs),
                                logps(lora_model.eval(), pairs), atol=1e-5, rtol=0)
+
+
+def test_share_prompt_trains_to_the_same_parameters(pairs, tmp_path, monkeypatch):
+    """`share_prompt` scores each pair as one (prompt, chosen, rejected) row: the same training up to float
+    rounding, and the same logged metrics (they are computed from the pairs' rows either way)."""
+    import json
+
+    import common.logprobs
+
+    calls = []
+    shared_logprobs = common.logprobs.shared_prompt_logprobs
+    monkeypatch.setattr(common.logprobs, "shared_prompt_logprobs",
+                        lambda *args: calls.append(args[1].shape) or shared_logprobs(*args))
+    plain, shared = random_llama(), random_llama()
+    Trainer(config(), plain, TOKENIZER, pairs, tmp_path / "a").train()
+    Trainer(config(share_prompt=True), shared, TOKENIZER, pairs, tmp_path / "b").train()
+    for (name, a), b in zip(plain.named_parameters(), shared.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
+    assert [shape[0] for shape in calls] == [8, 4, 4, 4]  # a row per pair: the reference pass, then 3 steps
+    records = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+                if '"train"' in line] for run in ("a", "b")]
+    assert [r["tokens"] for r in records[0]] == [r["tokens"] for r in records[1]]
+    assert [r["loss"] for r in records[0]] == pytest.approx([r["loss"] for r in records[1]], abs=1e-5)
