@@ -1,8 +1,9 @@
 """The tiny plan end to end (align -> finetune p in {0, 0.2} -> evaluate) on tiny-chat and the fixtures,
-its numbers recomputed from the stored answers, the results printer, and bad input (one line, exit 2,
-earlier stages intact)."""
+its numbers recomputed from the stored answers, the results printer, bad input (one line, exit 2, earlier
+stages intact), and the alignment stage under each defense (RepNoise and T-Vaccine: their own tiny plans)."""
 import csv
 import json
+import math
 import os
 from pathlib import Path
 
@@ -140,3 +141,15 @@ def test_each_defense_runs_the_alignment_stage(tiny_models, tmp_path, defense):
         os.chdir(cwd)
     summary = read_json(tmp_path / f"align_{defense}_s0" / "summary.json")
     assert summary["steps"] == 2 and summary["train"]["grad_norm"] > 0
+
+
+@pytest.mark.parametrize("defense", ["repnoise", "tvaccine"])
+def test_tiny_plan_alignment_through_the_cli(tiny_models, tmp_path, monkeypatch, defense):
+    """The alignment stage of the defense's own tiny plan (the whole plan: python -m harmful_ft)."""
+    monkeypatch.chdir(REPO)
+    cli.main(["--plan_config_path", str(PLAN.parent / f"{defense}_tiny.json"), "--set", f"outputs_dir={tmp_path}",
+              "--only", "0"])
+    run = tmp_path / f"align_{defense}_s0"
+    summary = read_json(run / "summary.json")
+    assert summary["stage"] == "align" and summary["steps"] == 4 and math.isfinite(summary["train"]["loss"])
+    assert (run / "model" / "model.safetensors").is_file()
