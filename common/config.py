@@ -232,8 +232,8 @@ def _check_type(value: Any, tp: Any) -> Any:
             except TypeError:
                 pass
         raise TypeError
-    if tp is bool:
-        if isinstance(value, bool):
+    if tp in (bool, str):  # as they are: no 0/1 for a bool, no number for a string
+        if isinstance(value, tp):
             return value
         raise TypeError
     if tp is int:
@@ -245,10 +245,6 @@ def _check_type(value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value) if abs(value) <= 1e308 else math.inf  # a huge integer: reported as not finite
-        raise TypeError
-    if tp is str:
-        if isinstance(value, str):
-            return value
         raise TypeError
     if origin is Literal:
         if value in typing.get_args(tp):
@@ -267,7 +263,6 @@ def _check_type(value: Any, tp: Any) -> Any:
     raise TypeError(f"unsupported config type {tp}")
 
 
-@functools.lru_cache(maxsize=None)
 @functools.lru_cache(maxsize=None)  # a plan of 10**5 runs asks 3 times a run: cached (callers only read it)
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}

@@ -1,4 +1,4 @@
-"""What every results printer shares: finding a study's runs under a directory, and printing tables.
+"""What every results printer shares: finding a study's runs under a directory, printing tables, saving plots.
 
 A run directory is one holding `config.json` (written by the plan runner, common/plans.py); it is
 finished when it also holds `summary.json`. The search does not descend into a run directory, so the
@@ -110,3 +110,31 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, align:
         return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)).rstrip()
 
     return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(row) for row in cells[1:]])
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only: printers run on machines without a display),
+    imported when a plot is drawn, so printing tables never needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 120) -> Path:
+    """Lay `fig` out, write it to `path` (making its folder) and close it, freeing its memory; return `path`."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

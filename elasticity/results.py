@@ -103,7 +103,7 @@ def bits_change(numbers: dict) -> str:
 
 def resistance_heatmap(run: dict, path: Path) -> None:
     """Per-token training loss of th_a (rows) fine-tuned on D_b (columns)."""
-    import matplotlib.pyplot as plt
+    plt = shared.pyplot()
     import numpy as np
 
     s = run["summary"]
@@ -118,7 +118,7 @@ def resistance_heatmap(run: dict, path: Path) -> None:
     ax.set_xlabel("fine-tuned on the responses of")
     ax.set_ylabel("model")
     ax.set_title(f"resistance {caption(run)}\nper-token training loss (nats; upper: forward)", fontsize=9)
-    save(fig, path)
+    shared.save_figure(fig, path, dpi=110)
 
 
 def heatmap(fig, ax, grid, xlabels: list[str], ylabels: list[str], number: str) -> None:
@@ -172,7 +172,7 @@ def rebound_tables(run: dict, kl_epsilon: Optional[float] = None) -> str:
 
 
 def rebound_curves(run: dict, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    plt = shared.pyplot()
 
     s = run["summary"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -192,11 +192,11 @@ def rebound_curves(run: dict, path: Path) -> None:
               title="KL(model || pre-trained th0) on held-out prompts")
     left.legend(fontsize=8, loc="best")
     right.legend(fontsize=8, loc="best")
-    save(fig, path)
+    shared.save_figure(fig, path, dpi=110)
 
 
 def rebound_heatmaps(run: dict, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    plt = shared.pyplot()
     import numpy as np
 
     s = run["summary"]
@@ -208,7 +208,7 @@ def rebound_heatmaps(run: dict, path: Path) -> None:
     for ax, grid, title in zip(axes, (score, kl), ("mean score", "per-token KL to pre-trained (nats)")):
         heatmap(fig, ax, grid, [str(n) for n in negatives], [str(c["positive"]) for c in curves], "{:.3g}")
         ax.set(xlabel="negative SFT examples", ylabel="positive SFT examples", title=f"{caption(run)}: {title}")
-    save(fig, path)
+    shared.save_figure(fig, path, dpi=110)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def fmt_tokens(tokens: Optional[float]) -> str:
 def factor_plot(runs: list[dict], path: Path) -> None:
     """Left: mean rebound fraction vs parameters (runs with equal pre-training tokens joined);
     right: vs pre-training tokens (runs with equal parameters joined)."""
-    import matplotlib.pyplot as plt
+    plt = shared.pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for ax, x_key, group_key, label in ((left, "num_parameters", "pretraining_tokens", "tokens"),
@@ -262,23 +262,11 @@ def factor_plot(runs: list[dict], path: Path) -> None:
             ax.legend(fontsize=8, loc="best")
     left.set_title(f"rebound vs model size ({runs[0]['summary']['dataset']}, {len(runs)} runs)")
     right.set_title("rebound vs pre-training tokens")
-    save(fig, path)
-
-
-def save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    shared.save_figure(fig, path, dpi=110)
 
 
 def report(experiments_dir: Path, plots_dir: Path, kl_epsilon: Optional[float] = None) -> tuple[str, list[Path]]:
     """The printed report and the PNG files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     if not experiments_dir.is_dir():
         raise ConfigError(f"{experiments_dir}: no such directory")
     runs, unfinished = find_runs(experiments_dir)

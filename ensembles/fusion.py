@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -28,9 +29,14 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
+def mlp(inputs: int, outputs: int, hidden: int) -> nn.Sequential:
+    """inputs -> hidden -> hidden -> outputs with ReLUs between: TOPLA's fusion MLP and MARL-Focal's agents."""
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, outputs))
+
+
 def topla_mlp(num_members: int, num_classes: int, hidden: int = 100) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(num_members * num_classes, hidden), nn.ReLU(),
-                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+    return nn.Sequential(nn.Flatten(), *mlp(num_members * num_classes, num_classes, hidden))
 
 
 @dataclass
@@ -59,27 +65,39 @@ def fit_fusion(train_probs: np.ndarray, train_labels: np.ndarray, val_probs: np.
                settings: FusionSettings = FusionSettings()) -> FittedFusion:
     """Train on (train_probs, train_labels); keep the epoch with the best validation accuracy (the first
     one on ties). Probabilities are (samples, members, classes)."""
-    with one_thread():
-        return _fit(train_probs, train_labels, val_probs, val_labels, settings)
-
-
-def _fit(train_probs, train_labels, val_probs, val_labels, settings: FusionSettings) -> FittedFusion:
-    generator = torch.Generator().manual_seed(settings.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        model = topla_mlp(train_probs.shape[1], train_probs.shape[2], settings.hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    loss_fn = nn.CrossEntropyLoss()  # on logits: no softmax before it
     x, y = torch.as_tensor(train_probs, dtype=torch.float32), torch.as_tensor(train_labels, dtype=torch.long)
-    fitted = FittedFusion(copy.deepcopy(model), 0, -1.0)
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        for batch in torch.randperm(len(x), generator=generator).split(settings.batch_size):
-            optimizer.zero_grad()
-            loss_fn(model(x[batch]), y[batch]).backward()
-            optimizer.step()
-        candidate = FittedFusion(model, epoch, 0.0)
-        val_accuracy = float((candidate.predict(val_probs) == val_labels).mean())
-        if val_accuracy > fitted.validation_accuracy:
-            fitted = FittedFusion(copy.deepcopy(model), epoch, val_accuracy)
-    return fitted
+    loss_fn = nn.CrossEntropyLoss()  # on logits: no softmax before it
+    return fit_best_epoch(lambda: topla_mlp(x.shape[1], x.shape[2], settings.hidden), FittedFusion, settings,
+                          len(x), lambda model, rows, generator: loss_fn(model(x[rows]), y[rows]),
+                          lambda fitted: fitted.predict(val_probs), val_labels)
+
+
+Fitted = TypeVar("Fitted")  # FittedFusion, FittedAgents: (module, best_epoch, validation_accuracy)
+
+
+def fit_best_epoch(build: Callable[[], nn.Module], fitted_type: type[Fitted], settings, num_rows: int,
+                   batch_loss: Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor],
+                   answers: Callable[[Fitted], np.ndarray], val_labels: np.ndarray) -> Fitted:
+    """The training both ensemble learners share: Adam (settings.lr) on the module `build()` makes, for
+    settings.epochs epochs of shuffled batches (settings.batch_size) of the `num_rows` training rows;
+    `batch_loss(module, rows, generator)` is one batch's loss. The init, the shuffles and any draws
+    `batch_loss` makes from `generator` are seeded by settings.seed. Returns
+    `fitted_type(module copy, epoch, validation accuracy)` of the epoch whose `answers(fitted)` best match
+    `val_labels` (the first one on ties)."""
+    with one_thread():
+        generator = torch.Generator().manual_seed(settings.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(settings.seed)
+            module = build()
+        optimizer = torch.optim.Adam(module.parameters(), lr=settings.lr)
+        best = fitted_type(copy.deepcopy(module), 0, -1.0)
+        for epoch in range(1, settings.epochs + 1):
+            module.train()
+            for rows in torch.randperm(num_rows, generator=generator).split(settings.batch_size):
+                optimizer.zero_grad()
+                batch_loss(module, rows, generator).backward()
+                optimizer.step()
+            accuracy = float((answers(fitted_type(module, epoch, 0.0)) == val_labels).mean())
+            if accuracy > best.validation_accuracy:
+                best = fitted_type(copy.deepcopy(module), epoch, accuracy)
+        return best

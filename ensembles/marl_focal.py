@@ -15,19 +15,13 @@ accuracy on them, which measures how fast they adapt to the answers, not how wel
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ensembles.fusion import one_thread
-
-
-def _mlp(inputs: int, outputs: int, hidden: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, outputs))
+from ensembles.fusion import fit_best_epoch, mlp
 
 
 @dataclass
@@ -43,8 +37,8 @@ class MarlSettings:
 class Agents(nn.Module):
     def __init__(self, num_members: int, num_classes: int, hidden: int):
         super().__init__()
-        self.decider = _mlp(num_members * num_classes, num_members, hidden)
-        self.aggregator = _mlp(num_members * num_classes + num_members, num_classes, hidden)
+        self.decider = mlp(num_members * num_classes, num_members, hidden)
+        self.aggregator = mlp(num_members * num_classes + num_members, num_classes, hidden)
 
     def inclusion_logits(self, probs: torch.Tensor) -> torch.Tensor:
         return self.decider(probs.flatten(1))
@@ -78,35 +72,19 @@ class FittedAgents:
 
 def fit_agents(train_probs: np.ndarray, train_labels: np.ndarray, val_probs: np.ndarray, val_labels: np.ndarray,
                settings: MarlSettings = MarlSettings()) -> FittedAgents:
-    with one_thread():
-        return _fit(train_probs, train_labels, val_probs, val_labels, settings)
-
-
-def _fit(train_probs, train_labels, val_probs, val_labels, settings: MarlSettings) -> FittedAgents:
-    generator = torch.Generator().manual_seed(settings.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        agents = Agents(train_probs.shape[1], train_probs.shape[2], settings.hidden)
-    optimizer = torch.optim.Adam(agents.parameters(), lr=settings.lr)
     x, y = torch.as_tensor(train_probs, dtype=torch.float32), torch.as_tensor(train_labels, dtype=torch.long)
     num_members = x.shape[1]
-    fitted = FittedAgents(copy.deepcopy(agents), 0, -1.0)
-    for epoch in range(1, settings.epochs + 1):
-        agents.train()
-        for batch in torch.randperm(len(x), generator=generator).split(settings.batch_size):
-            inclusion = torch.sigmoid(agents.inclusion_logits(x[batch]))
-            mask = torch.bernoulli(inclusion.detach(), generator=generator)
-            answer_logits = agents.answer_logits(x[batch], mask)
-            right = (answer_logits.argmax(-1) == y[batch]).float()
-            reward = 2 * right - 1 - settings.size_penalty * mask.sum(1) / num_members
-            log_prob = (mask * torch.log(inclusion + 1e-8) + (1 - mask) * torch.log(1 - inclusion + 1e-8)).sum(1)
-            decider_loss = -((reward - reward.mean()) * log_prob).mean()
-            aggregator_loss = nn.functional.cross_entropy(answer_logits, y[batch])
-            optimizer.zero_grad()
-            (decider_loss + aggregator_loss).backward()
-            optimizer.step()
-        candidate = FittedAgents(agents, epoch, 0.0)
-        val_accuracy = float((candidate.predict(val_probs)[0] == val_labels).mean())
-        if val_accuracy > fitted.validation_accuracy:
-            fitted = FittedAgents(copy.deepcopy(agents), epoch, val_accuracy)
-    return fitted
+
+    def batch_loss(agents: Agents, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        inclusion = torch.sigmoid(agents.inclusion_logits(x[rows]))
+        mask = torch.bernoulli(inclusion.detach(), generator=generator)
+        answer_logits = agents.answer_logits(x[rows], mask)
+        right = (answer_logits.argmax(-1) == y[rows]).float()
+        reward = 2 * right - 1 - settings.size_penalty * mask.sum(1) / num_members
+        log_prob = (mask * torch.log(inclusion + 1e-8) + (1 - mask) * torch.log(1 - inclusion + 1e-8)).sum(1)
+        decider_loss = -((reward - reward.mean()) * log_prob).mean()
+        aggregator_loss = nn.functional.cross_entropy(answer_logits, y[rows])
+        return decider_loss + aggregator_loss
+
+    return fit_best_epoch(lambda: Agents(num_members, x.shape[2], settings.hidden), FittedAgents, settings, len(x),
+                          batch_loss, lambda fitted: fitted.predict(val_probs)[0], val_labels)

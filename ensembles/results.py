@@ -73,11 +73,7 @@ def teams_table(summary: dict) -> str:
 
 def plot(runs: list[shared.Run], root: Path, path: Path) -> None:
     """Per run: focal diversity (test) vs accuracy of each team, plurality vote and fused."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = shared.pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4.2), squeeze=False)
     for ax, run in zip(axes[0], runs):
         teams = [run.summary["pool"], *run.summary["teams"]]
@@ -93,10 +89,7 @@ def plot(runs: list[shared.Run], root: Path, path: Path) -> None:
         ax.set_ylabel("accuracy (test split)")
         ax.set_title(str(run.dir.relative_to(root)) if run.dir != root else run.dir.name, fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    shared.save_figure(fig, path)
 
 
 @dataclass

@@ -173,11 +173,7 @@ def plot_methods(rows: list[dict], path: Path) -> Optional[Path]:
     attacked = [r for r in rows if r["evaluated"] == "finetune" and r["p"] is not None]
     if not attacked:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = shared.pyplot()
     keys = group_keys(rows)
     varying = [k for k in keys if k not in ("evaluated", "p") and len({r.get(k) for r in attacked}) > 1]
     lines = defaultdict(list)
@@ -195,11 +191,7 @@ def plot_methods(rows: list[dict], path: Path) -> Optional[Path]:
         ax.set_xlabel("harmful share p")
         ax.set_ylabel(label)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return shared.save_figure(fig, path)
 
 
 @dataclass

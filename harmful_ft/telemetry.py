@@ -24,6 +24,7 @@ import torch
 
 from common.data import PreferenceExample, collate_pairs
 from common.logprobs import base_model_of, sequence_logprobs
+from common.results import pyplot, save_figure
 from common.trainer import TrainerCallback
 
 KIND = "telemetry"
@@ -121,11 +122,7 @@ def plot_telemetry(records: Sequence[dict], path: str | Path, harmful_scores: Op
                    title: str = "") -> Path:
     """PNG of harmful / benign loss vs step (left) and the harmful score HS vs step (right; the refusal
     log-prob when no HS is given), from the run's telemetry records."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = sorted((r for r in records if r.get("kind") == KIND), key=lambda r: r["step"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key, label in (("harmful_loss", "harmful (held out)"), ("benign_loss", "benign (held out)")):
@@ -147,9 +144,4 @@ def plot_telemetry(records: Sequence[dict], path: str | Path, harmful_scores: Op
     right.set_xlabel("optimizer step")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

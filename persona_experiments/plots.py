@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from common.results import pyplot, save_figure
 from persona_experiments.analysis import RunSet, loss_increased, most_risen_other_token
 
 
@@ -22,10 +23,7 @@ def plot_run_set(run_set: RunSet, *, exclude_loss_increase: bool = True) -> Path
     Runs the results table leaves out (training loss rose at some step) are drawn dashed and grey and
     named in the legend, so the plot shows the same runs the table counts plus the excluded ones marked.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     c = run_set.config
@@ -62,8 +60,5 @@ def plot_run_set(run_set: RunSet, *, exclude_loss_increase: bool = True) -> Path
     fig.suptitle(f"{c['model']}{' (after SFT)' if c['load_model_checkpoint'] else ''}: {c['objective']} "
                  f"(beta {c['beta']:g}), {c['optimizer']} lr {c['lr']:g}, {steps} steps; "
                  f"{shown} runs" + (f" + {excluded} left out (dashed grey)" if excluded else ""), fontsize=11)
-    fig.tight_layout()
     path = run_set.directory / f"persona_{slug(c['preferred_token'])}_vs_{slug(c['dispreferred_token'])}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -25,7 +25,7 @@ from ches.similarity_file import MEASURES
 from common.cli import exit_on_user_error, parse_options
 from common.config import option
 from common.errors import DataError
-from common.results import find_runs, format_table
+from common.results import find_runs, format_table, pyplot, save_figure
 from common.tracking import read_jsonl
 
 DEFAULT_METRIC = "preferred_logprobs_change_mean"
@@ -176,11 +176,7 @@ def panel_title(label: str) -> str:
 def plot(table: dict, metric: str, path: Path, hyper: dict) -> None:
     """One panel per table, one line per measure: the mean over runs with a std bar; when the points of a
     panel average different numbers of runs, each point is labelled with its n."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     scale = 100 if "accuracy" in metric else 1
     fig, axes = plt.subplots(1, len(table), figsize=(5.5 * len(table), 4.3), squeeze=False)
     for ax, (label, cells) in zip(axes[0], table.items()):
@@ -204,9 +200,7 @@ def plot(table: dict, metric: str, path: Path, hyper: dict) -> None:
         ax.set_xlabel("similarity quantile of the training subset (0 = least similar)")
         ax.set_ylabel(metric_label(metric))
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @dataclass

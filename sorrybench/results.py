@@ -111,11 +111,7 @@ def format_table(rows: list[dict]) -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     """Per model: bars of the refusal rate (train, test) initially and after each setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = shared.pyplot()
     models = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(1, len(models), figsize=(2.4 + 1.5 * max(len(rows), 2), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
@@ -133,10 +129,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_ylabel("refusal rate (%)")
         ax.set_title(f"{Path(model).name or model}: refusal rate before and after training", fontsize=10)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    shared.save_figure(fig, path)
 
 
 @dataclass

@@ -110,21 +110,14 @@ def by_position_tables(analyses: list[Analysis], relative_bins: int) -> tuple[st
 
 
 def plot_all(analyses: list[Analysis], plots_dir: Path, *, max_position: int, relative_bins: int) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = shared.pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    plots_dir.mkdir(parents=True, exist_ok=True)
     written = []
     pairs = "\n".join(f"{a.label}: {a.pair}" for a in analyses)  # base -> aligned model of each analysis
 
     def save(fig, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(plots_dir / name, dpi=120)
-        plt.close(fig)
-        written.append(plots_dir / name)
+        written.append(shared.save_figure(fig, plots_dir / name))
 
     fig, ax = plt.subplots(figsize=(3.2 + 1.4 * len(analyses), 3.8))
     width = 0.8 / len(CATEGORY_NAMES)

@@ -31,9 +31,9 @@ def tiny_models() -> dict[str, str]:
 
 # Randomly initialised tiny causal LMs
 
-def random_llama(seed: int = 0, vocab_size: int = 97):
+def random_llama(seed: int = 0, vocab_size: int = 97, num_layers: int = 2):
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=num_layers,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
                          tie_word_embeddings=False)
     return LlamaForCausalLM(config).eval()

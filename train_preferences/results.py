@@ -14,7 +14,7 @@ from pathlib import Path
 from common.cli import exit_on_user_error, parse_options
 from common.config import option
 from common.errors import DataError
-from common.results import Run, find_runs, format_table
+from common.results import Run, find_runs, format_table, pyplot, save_figure
 from common.tracking import read_jsonl
 
 HEADER = ["run", "model", "objective", "lr", "examples", "steps", "final loss", "dlogp(y+)", "dlogp(y-)",
@@ -85,11 +85,7 @@ def run_label(run: Run, runs: list[Run], root: Path) -> str:
 def write_plot(runs: list[Run], root: Path) -> Path:
     """Training loss, chosen/rejected rewards (train steps) and the mean log-prob change of y+ and y- at
     each evaluation (held-out set when the runs have one, else the training set), one colour per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     def numeric(value):  # runs ordered by their varying values as numbers where they are numbers
         try:
             return float(value)
@@ -128,11 +124,7 @@ def write_plot(runs: list[Run], root: Path) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
     fig.suptitle(plot_title(runs))
-    fig.tight_layout()
-    path = root / PLOT_FILE
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, root / PLOT_FILE, dpi=110)
 
 
 @dataclass

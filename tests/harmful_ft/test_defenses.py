@@ -28,10 +28,12 @@ class DefenseConfig(TrainConfig):
     booster_alpha: float = 0.1
 
 
-def config(**kw):
+def config(config_class=DefenseConfig, /, **fields):
+    """One unshuffled SGD step (lr LR) on batches of 4 of the random model; `fields` override. The other
+    defenses' tests pass their own config class (with their defense's fields)."""
     base = dict(model="random", objective="cross_entropy", optimizer="sgd", lr=LR, batch_size=4, max_steps=1,
                 shuffle=False)
-    return DefenseConfig(**{**base, **kw})
+    return config_class(**{**base, **fields})
 
 
 def sft_examples(seed, count):
@@ -53,9 +55,14 @@ def harmful():
     return sft_examples(1, 4)
 
 
+def defense_trainer(defense, cfg, model, tmp_path, harmful=None, examples=None):
+    """A Trainer of `model` on `examples` (default: sft_examples(0, 8)) with `defense`'s step strategy."""
+    examples = sft_examples(0, 8) if examples is None else examples
+    return Trainer(cfg, model, TOKENIZER, examples, tmp_path, strategy=make_strategy(defense, cfg, harmful))
+
+
 def train(model, examples, tmp_path, defense, harmful=None, **kw):
-    cfg = config(**kw)
-    Trainer(cfg, model, TOKENIZER, examples, tmp_path, strategy=make_strategy(defense, cfg, harmful)).train()
+    defense_trainer(defense, config(**kw), model, tmp_path, harmful, examples).train()
     return model
 
 
@@ -72,6 +79,36 @@ def mean_nll(model, examples):
     return -sequence_logprobs(model, batch.input_ids, batch.attention_mask, batch.completion_mask).mean()
 
 
+def site_output_grads(model, sites, examples):
+    """d (summed NLL of `examples`) / d (output of each site module), by retain_grad on hooked outputs;
+    the model's parameter gradients are zeroed after."""
+    outputs = []
+    handles = [s.register_forward_hook(lambda m, a, out: outputs.append(out[0] if isinstance(out, tuple) else out))
+               for s in sites]
+    loss = mean_nll(model, examples) * len(examples)
+    for o in outputs:
+        o.retain_grad()
+    loss.backward()
+    for h in handles:
+        h.remove()
+    model.zero_grad()
+    return [o.grad.detach() for o in outputs]
+
+
+def assert_accumulation_is_one_big_batch(trainer_for, new_model, tmp_path, micro, **fields):
+    """Two steps with one big batch and with micro batches of `micro` (each on a fresh `new_model()`, harmful
+    set sft_examples(1, 6)) end at the same weights."""
+    harmful = sft_examples(1, 6)
+    runs = []
+    for size in (None, micro):
+        model = new_model()
+        trainer_for(model, tmp_path / f"m{size}", harmful, max_steps=2, lr=0.1, micro_batch_size=size,
+                    **fields).train()
+        runs.append(params(model))
+    for k in runs[0]:
+        torch.testing.assert_close(runs[0][k], runs[1][k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 @pytest.mark.parametrize("site", ["attention", "layer"])
 def test_vaccine_step_is_the_gradient_at_hidden_states_moved_by_rho_along_the_global_gradient(aligned, tmp_path,
                                                                                             site):
@@ -79,23 +116,12 @@ def test_vaccine_step_is_the_gradient_at_hidden_states_moved_by_rho_along_the_gl
     model = random_llama()
     hand = copy.deepcopy(model)
     sites = [layer.self_attn if site == "attention" else layer for layer in hand.model.layers]
-    # Pass 1 by hand: d(sum of losses)/d(site outputs), retained on the outputs.
-    outputs = []
-    handles = [s.register_forward_hook(lambda m, a, out: outputs.append(out[0] if isinstance(out, tuple) else out))
-               for s in sites]
-    loss = mean_nll(hand, batch) * len(batch)
-    for o in outputs:
-        o.retain_grad()
-    loss.backward()
-    for h in handles:
-        h.remove()
-    grads = [o.grad.detach().clone() for o in outputs]
+    grads = site_output_grads(hand, sites, batch)  # pass 1 by hand: d(sum of losses)/d(site outputs)
     norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
     eps = [rho * g / norm for g in grads]
     assert len(eps) == 2 and torch.sqrt(sum((e ** 2).sum() for e in eps)) == pytest.approx(rho, rel=1e-5)
-    # Pass 2 by hand: the gradient of the batch-mean loss at the perturbed hidden states.
-    hand.zero_grad()
 
+    # Pass 2 by hand: the gradient of the batch-mean loss at the perturbed hidden states.
     def add(i):
         def hook(m, a, out):
             return (out[0] + eps[i], *out[1:]) if isinstance(out, tuple) else out + eps[i]

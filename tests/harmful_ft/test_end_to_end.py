@@ -1,9 +1,9 @@
 """The tiny plan end to end (align -> finetune p in {0, 0.2} -> evaluate) on tiny-chat and the fixtures,
-its numbers recomputed from the stored answers, the results printer, and bad input (one line, exit 2,
-earlier stages intact)."""
+its numbers recomputed from the stored answers, the results printer, bad input (one line, exit 2, earlier
+stages intact), and the alignment stage under each defense (RepNoise and T-Vaccine: their own tiny plans)."""
 import csv
 import json
-import os
+import math
 from pathlib import Path
 
 import pytest
@@ -18,16 +18,9 @@ PLAN = REPO / "harmful_ft" / "experiments_plans" / "harmful_ft_tiny.json"
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_models, tmp_path_factory) -> Path:
-    """The tiny plan as it is (its paths are relative to the repository root), writing under a tmp dir."""
-    out = tmp_path_factory.mktemp("harmful_ft") / "runs"
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        cli.main(["--plan_config_path", str(PLAN), "--set", f"outputs_dir={out}"])
-    finally:
-        os.chdir(cwd)
-    return out
+def runs(run_plan, tmp_path_factory) -> Path:
+    """The tiny plan as it is, writing under a tmp dir."""
+    return run_plan(PLAN.name, tmp_path_factory.mktemp("harmful_ft") / "runs")
 
 
 def test_alignment_saves_a_merged_model_that_refuses(runs):
@@ -129,14 +122,18 @@ def test_the_finetune_stage_logs_telemetry(runs):
 
 
 @pytest.mark.parametrize("defense", ["vaccine", "random_vaccine", "booster"])
-def test_each_defense_runs_the_alignment_stage(tiny_models, tmp_path, defense):
+def test_each_defense_runs_the_alignment_stage(run_plan, tmp_path, defense):
     """The plan's align run with a defense (2 steps): it trains through the defense's strategy."""
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        cli.main(["--plan_config_path", str(PLAN), "--only", "0", "--set", f"outputs_dir={tmp_path}",
-                  "--set", f"defense={defense}", "--set", "max_steps=2"])
-    finally:
-        os.chdir(cwd)
+    run_plan(PLAN.name, tmp_path, "--only", "0", "--set", f"defense={defense}", "--set", "max_steps=2")
     summary = read_json(tmp_path / f"align_{defense}_s0" / "summary.json")
     assert summary["steps"] == 2 and summary["train"]["grad_norm"] > 0
+
+
+@pytest.mark.parametrize("defense", ["repnoise", "tvaccine"])
+def test_tiny_plan_alignment_through_the_cli(run_plan, tmp_path, defense):
+    """The alignment stage of the defense's own tiny plan (the whole plan: python -m harmful_ft)."""
+    run_plan(f"{defense}_tiny.json", tmp_path, "--only", "0")
+    run = tmp_path / f"align_{defense}_s0"
+    summary = read_json(run / "summary.json")
+    assert summary["stage"] == "align" and summary["steps"] == 4 and math.isfinite(summary["train"]["loss"])
+    assert (run / "model" / "model.safetensors").is_file()

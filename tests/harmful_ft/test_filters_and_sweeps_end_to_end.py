@@ -3,32 +3,24 @@ tiny attack-strength sweep, through the CLI into one directory, their records ch
 recomputations, and the results printer's table, CSV and PNG over both."""
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from common.results import Run
 from common.tracking import read_json, read_jsonl
-from harmful_ft import __main__ as cli
 from harmful_ft import results
 from harmful_ft.guard import GUARD_MARKERS
 
 REPO = Path(__file__).resolve().parents[2]
-PLANS = REPO / "harmful_ft" / "experiments_plans"
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_models, tmp_path_factory) -> Path:
+def runs(run_plan, tmp_path_factory) -> Path:
     """Both plans into one directory (they share the alignment run)."""
     out = tmp_path_factory.mktemp("harmful_ft_filters") / "runs"
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        for plan in ("harmful_ft_filters_tiny.json", "harmful_ft_sweep_tiny.json"):
-            cli.main(["--plan_config_path", str(PLANS / plan), "--set", f"outputs_dir={out}"])
-    finally:
-        os.chdir(cwd)
+    for plan in ("harmful_ft_filters_tiny.json", "harmful_ft_sweep_tiny.json"):
+        run_plan(plan, out)
     return out
 
 

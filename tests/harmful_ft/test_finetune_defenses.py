@@ -2,7 +2,7 @@
 Llama: every step's gradient and the final perturbation against a float64 hand computation, Lisa's
 schedule against a simulation of the public trainer's clock, the noise's norm and seeding."""
 import copy
-import types
+import functools
 from dataclasses import dataclass
 
 import pytest
@@ -16,9 +16,8 @@ from common.trainer import Trainer, TrainerCallback
 from harmful_ft.lisa import LisaStrategy, alignment_batch, alignment_steps_before, is_alignment_step
 from harmful_ft.post_training import PanaceaPerturbation, PanaceaStrategy, RandomPerturbation, gaussian_noise
 from tests.conftest import random_llama
-from tests.harmful_ft.test_defenses import sft_examples
-
-TOKENIZER = types.SimpleNamespace(pad_token_id=0)
+from tests.harmful_ft.test_defenses import TOKENIZER, sft_examples
+from tests.harmful_ft.test_defenses import config as defense_config
 
 
 @dataclass
@@ -32,10 +31,7 @@ class DefenseConfig(TrainConfig):
     panacea_clamp: float = 100.0
 
 
-def config(**kw):
-    base = dict(model="random", objective="cross_entropy", optimizer="sgd", lr=1.0, batch_size=4, max_steps=1,
-                shuffle=False, weight_decay=0.0)
-    return DefenseConfig(**{**base, **kw})
+config = functools.partial(defense_config, DefenseConfig, weight_decay=0.0)
 
 
 class Weights(TrainerCallback):

@@ -1,30 +1,21 @@
 """The fine-tuning-stage and post-fine-tuning defenses through the CLI: the tiny plan (align -> finetune under
 each finetune_defense -> evaluate), 3 steps per training run, and the results table telling the methods apart."""
 import csv
-import os
 from pathlib import Path
 
 import pytest
 
 from common.tracking import read_json, read_jsonl
-from harmful_ft import __main__ as cli
 from harmful_ft import results
 
-REPO = Path(__file__).resolve().parents[2]
-PLAN = REPO / "harmful_ft" / "experiments_plans" / "finetune_defenses_tiny.json"
 METHODS = ("none", "lisa", "panacea", "random_perturbation")
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_models, tmp_path_factory) -> Path:
+def runs(run_plan, tmp_path_factory) -> Path:
+    # 3 steps: Lisa (K_align 2, K_ft 3) takes 2 alignment steps, then a user step with the proximal term
     out = tmp_path_factory.mktemp("finetune_defenses") / "runs"
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:  # 3 steps: Lisa (K_align 2, K_ft 3) takes 2 alignment steps, then a user step with the proximal term
-        cli.main(["--plan_config_path", str(PLAN), "--set", f"outputs_dir={out}", "--set", "max_steps=3"])
-    finally:
-        os.chdir(cwd)
-    return out
+    return run_plan("finetune_defenses_tiny.json", out, "--set", "max_steps=3")
 
 
 def finetune_dir(runs, method):

@@ -15,6 +15,13 @@ def expand(name):
     return expand_plan(json.loads((PLANS / name).read_text()), PlanConfig, name)
 
 
+def align_config(name, defense):
+    """The one alignment stage of plan `name`; it runs `defense`, without gradient checkpointing."""
+    align = [r.config for r in expand(name) if r.config.stage == "align"]
+    assert len(align) == 1 and align[0].defense == defense and not align[0].gradient_checkpointing
+    return align[0]
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in PLANS.glob("*.json")))
 def test_stages_name_each_other(name):
     runs = expand(name)

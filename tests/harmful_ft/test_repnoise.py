@@ -3,6 +3,7 @@ for shifted ones), the step's gradient against one float64 backward of the whole
 the model's hidden states, a finite loss with token id 0 in the data (masks, not ids), a constant hook
 count over steps, and accumulation = one big batch."""
 import copy
+import functools
 import math
 from dataclasses import dataclass
 
@@ -11,11 +12,18 @@ import torch
 import torch.nn.functional as F
 
 from common.data import PreferenceExample, collate_pairs
-from common.trainer import Trainer, TrainerCallback
+from common.trainer import TrainerCallback
 from harmful_ft.defenses import harmful_batch, make_strategy
 from harmful_ft.repnoise import mmd
 from tests.conftest import random_llama
-from tests.harmful_ft.test_defenses import TOKENIZER, DefenseConfig, mean_nll, params, sft_examples
+from tests.harmful_ft.test_defenses import (
+    DefenseConfig,
+    assert_accumulation_is_one_big_batch,
+    defense_trainer,
+    mean_nll,
+    sft_examples,
+)
+from tests.harmful_ft.test_defenses import config as defense_config
 
 
 @dataclass
@@ -24,16 +32,11 @@ class RepNoiseConfig(DefenseConfig):
     repnoise_alpha: float = 1.0
 
 
-def config(**kw):
-    base = dict(model="random", objective="cross_entropy", optimizer="sgd", lr=1.0, batch_size=4, max_steps=1,
-                shuffle=False)
-    return RepNoiseConfig(**{**base, **kw})
+config = functools.partial(defense_config, RepNoiseConfig)
 
 
 def trainer_for(model, tmp_path, harmful, aligned=None, **kw):
-    cfg = config(**kw)
-    return Trainer(cfg, model, TOKENIZER, aligned or sft_examples(0, 8), tmp_path,
-                   strategy=make_strategy("repnoise", cfg, harmful))
+    return defense_trainer("repnoise", config(**kw), model, tmp_path, harmful, aligned)
 
 
 def naive_mmd(x, y, kernels=5, multiplier=2.0):
@@ -147,15 +150,7 @@ def test_hooks_are_removed_every_step(tmp_path):
 
 @pytest.mark.parametrize("micro", [1, 2])
 def test_accumulation_gives_the_step_of_one_big_batch(tmp_path, micro):
-    harmful = sft_examples(1, 6)
-    runs = []
-    for size in (None, micro):
-        model = random_llama()
-        trainer_for(model, tmp_path / f"m{size}", harmful, max_steps=2, lr=0.1, micro_batch_size=size,
-                    repnoise_beta=1.0).train()
-        runs.append(params(model))
-    for k in runs[0]:
-        torch.testing.assert_close(runs[0][k], runs[1][k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_accumulation_is_one_big_batch(trainer_for, random_llama, tmp_path, micro, repnoise_beta=1.0)
 
 
 def test_needs_a_harmful_set_and_no_checkpointing():
@@ -168,30 +163,11 @@ def test_needs_a_harmful_set_and_no_checkpointing():
 
 
 def test_paper_plan_carries_the_papers_values():
-    from tests.harmful_ft.test_plans import expand
+    from tests.harmful_ft.test_plans import align_config
 
-    align = [r.config for r in expand("repnoise_llama2_7b.json") if r.config.stage == "align"]
-    assert len(align) == 1 and align[0].defense == "repnoise" and not align[0].gradient_checkpointing
-    c = align[0]
+    c = align_config("repnoise_llama2_7b.json", "repnoise")
     assert (c.repnoise_beta, c.repnoise_alpha, c.sft_loss_type, c.safety_data) == (
         0.001, 1.0, "token_mean", "repnoise_refusal")
-
-
-def test_tiny_plan_alignment_through_the_cli(tiny_models, tmp_path, monkeypatch):
-    """The CPU smoke run of the tiny plan's alignment stage (the whole plan: python -m harmful_ft)."""
-    from pathlib import Path
-
-    from common.tracking import read_json
-    from harmful_ft import __main__ as cli
-
-    repo = Path(__file__).resolve().parents[2]
-    monkeypatch.chdir(repo)
-    cli.main(["--plan_config_path", str(repo / "harmful_ft" / "experiments_plans" / "repnoise_tiny.json"),
-              "--set", f"outputs_dir={tmp_path}", "--only", "0"])
-    run = tmp_path / "align_repnoise_s0"
-    summary = read_json(run / "summary.json")
-    assert summary["stage"] == "align" and summary["steps"] == 4 and math.isfinite(summary["train"]["loss"])
-    assert (run / "model" / "model.safetensors").is_file()
 
 
 def test_a_config_without_the_fields_gets_the_papers_values():

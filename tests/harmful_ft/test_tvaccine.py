@@ -3,18 +3,26 @@ draw's frequencies against the exact probabilities of sequential sampling, the s
 Vaccine restricted to the drawn layers, only those layers (and the parameters outside the decoder
 layers) getting a gradient, and accumulation = one big batch."""
 import copy
+import functools
 import itertools
-import math
 from dataclasses import dataclass
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from common.trainer import Trainer, TrainerCallback
+from common.trainer import TrainerCallback
 from harmful_ft.defenses import make_strategy
 from harmful_ft.tvaccine import sample_layers
-from tests.harmful_ft.test_defenses import TOKENIZER, DefenseConfig, mean_nll, params, sft_examples
+from tests.conftest import random_llama
+from tests.harmful_ft.test_defenses import (
+    DefenseConfig,
+    assert_accumulation_is_one_big_batch,
+    defense_trainer,
+    mean_nll,
+    sft_examples,
+    site_output_grads,
+)
+from tests.harmful_ft.test_defenses import config as defense_config
 
 
 @dataclass
@@ -26,38 +34,19 @@ class TVaccineConfig(DefenseConfig):
     tvaccine_score_samples: int = 200
 
 
-def config(**kw):
-    base = dict(model="random", objective="cross_entropy", optimizer="sgd", lr=1.0, batch_size=4, max_steps=1,
-                shuffle=False)
-    return TVaccineConfig(**{**base, **kw})
+config = functools.partial(defense_config, TVaccineConfig)
 
 
-def llama4(seed=0):
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                        tie_word_embeddings=False)).eval()
+def llama4():
+    return random_llama(num_layers=4)
 
 
 def trainer_for(model, tmp_path, harmful, **kw):
-    cfg = config(**kw)
-    strategy = make_strategy("tvaccine", cfg, harmful)
-    return Trainer(cfg, model, TOKENIZER, sft_examples(0, 8), tmp_path, strategy=strategy)
+    return defense_trainer("tvaccine", config(**kw), model, tmp_path, harmful)
 
 
 def attention_output_grads(model, examples):
-    """d (summed NLL) / d (attention output) of every layer, by retain_grad on hooked outputs."""
-    outputs = []
-    handles = [layer.self_attn.register_forward_hook(lambda m, a, out: outputs.append(out[0]))
-               for layer in model.model.layers]
-    loss = mean_nll(model, examples) * len(examples)
-    for o in outputs:
-        o.retain_grad()
-    loss.backward()
-    for h in handles:
-        h.remove()
-    model.zero_grad()
-    return [o.grad.detach() for o in outputs]
+    return site_output_grads(model, [layer.self_attn for layer in model.model.layers], examples)
 
 
 def test_scores_are_the_harmful_gradient_norms_at_each_attention_output(tmp_path):
@@ -158,16 +147,7 @@ def test_layers_are_redrawn_and_rescored_on_schedule(tmp_path):
 
 @pytest.mark.parametrize("micro", [1, 2])
 def test_accumulation_gives_the_step_of_one_big_batch(tmp_path, micro):
-    harmful = sft_examples(1, 6)
-    runs = []
-    for size in (None, micro):
-        model = llama4()
-        trainer = trainer_for(model, tmp_path / f"m{size}", harmful, max_steps=2, lr=0.1, micro_batch_size=size,
-                              tvaccine_sample_every=1)
-        trainer.train()
-        runs.append(params(model))
-    for k in runs[0]:
-        torch.testing.assert_close(runs[0][k], runs[1][k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_accumulation_is_one_big_batch(trainer_for, llama4, tmp_path, micro, tvaccine_sample_every=1)
 
 
 def test_needs_a_harmful_set():
@@ -178,30 +158,11 @@ def test_needs_a_harmful_set():
 
 
 def test_paper_plan_carries_the_papers_values():
-    from tests.harmful_ft.test_plans import expand
+    from tests.harmful_ft.test_plans import align_config
 
-    align = [r.config for r in expand("tvaccine_llama2_7b.json") if r.config.stage == "align"]
-    assert len(align) == 1 and align[0].defense == "tvaccine" and not align[0].gradient_checkpointing
-    c = align[0]
+    c = align_config("tvaccine_llama2_7b.json", "tvaccine")
     assert (c.tvaccine_rho, c.tvaccine_layers, c.tvaccine_sample_every, c.tvaccine_score_every,
             c.tvaccine_score_samples, c.lr, c.num_epochs, c.batch_size) == (3.0, 8, 20, 200, 200, 1e-3, 50, 5)
-
-
-def test_tiny_plan_alignment_through_the_cli(tiny_models, tmp_path, monkeypatch):
-    """The CPU smoke run of the tiny plan's alignment stage (the whole plan: python -m harmful_ft)."""
-    from pathlib import Path
-
-    from common.tracking import read_json
-    from harmful_ft import __main__ as cli
-
-    repo = Path(__file__).resolve().parents[2]
-    monkeypatch.chdir(repo)
-    cli.main(["--plan_config_path", str(repo / "harmful_ft" / "experiments_plans" / "tvaccine_tiny.json"),
-              "--set", f"outputs_dir={tmp_path}", "--only", "0"])
-    run = tmp_path / "align_tvaccine_s0"
-    summary = read_json(run / "summary.json")
-    assert summary["stage"] == "align" and summary["steps"] == 4 and math.isfinite(summary["train"]["loss"])
-    assert (run / "model" / "model.safetensors").is_file()
 
 
 def test_a_config_without_the_fields_gets_the_papers_values():
