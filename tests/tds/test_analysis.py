@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from common.errors import DataError
-from tds.analysis import COLUMNS, categorize, compare_distributions, token_shifts
+from tds.analysis import COLUMNS, _rows_per_block, categorize, compare_distributions, token_shifts
 from tests.conftest import random_gemma2, random_llama
 
 
@@ -89,10 +89,11 @@ def test_padding_batching_and_chunking_do_not_change_numbers(pair, monkeypatch):
     base, aligned, base_prompts, aligned_prompts, responses = pair
     reference = token_shifts(base, aligned, base_prompts, aligned_prompts, responses, batch_size=8)
     for kwargs in ({"batch_size": 1}, {"batch_size": 2, "padding_side": "left"},
-                   {"batch_size": 3, "positions_per_chunk": 2}, {"cpu_block": 97 * 4 - 1},
-                   {"cpu_block": 97 * 5, "positions_per_chunk": 7}):
-        # cpu_block: the CPU statistics in blocks of 3 or 5 rows (by default all 26 rows are one block)
-        monkeypatch.setattr("tds.analysis.CPU_BLOCK_ELEMENTS", kwargs.pop("cpu_block", 2 ** 19))
+                   {"batch_size": 3, "positions_per_chunk": 2}, {"block_rows": 3},
+                   {"block_rows": 5, "positions_per_chunk": 7}):
+        # block_rows: the statistics in blocks of 3 or 5 positions (on a CPU all 26 are one block by default)
+        rows = kwargs.pop("block_rows", None)
+        monkeypatch.setattr("tds.analysis._rows_per_block", (lambda logits: rows) if rows else _rows_per_block)
         other = token_shifts(base, aligned, base_prompts, aligned_prompts, responses, **kwargs)
         for key, values in reference.items():
             np.testing.assert_allclose(other[key], values, rtol=1e-5, atol=1e-5, err_msg=f"{key} {kwargs}")
