@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from common.errors import DataError
-from tds.analysis import COLUMNS, categorize, compare_distributions, token_shifts
+from tds.analysis import COLUMNS, _rows_per_block, categorize, compare_distributions, token_shifts
 from tests.conftest import random_gemma2, random_llama
 
 
@@ -85,11 +85,15 @@ def test_matches_brute_force_per_position(pair):
     assert (ours["kl_aligned_base"] > 0).all() and (ours["kl_base_aligned"] > 0).all()
 
 
-def test_padding_batching_and_chunking_do_not_change_numbers(pair):
+def test_padding_batching_and_chunking_do_not_change_numbers(pair, monkeypatch):
     base, aligned, base_prompts, aligned_prompts, responses = pair
     reference = token_shifts(base, aligned, base_prompts, aligned_prompts, responses, batch_size=8)
     for kwargs in ({"batch_size": 1}, {"batch_size": 2, "padding_side": "left"},
-                   {"batch_size": 3, "positions_per_chunk": 2}):
+                   {"batch_size": 3, "positions_per_chunk": 2}, {"block_rows": 3},
+                   {"block_rows": 5, "positions_per_chunk": 7}):
+        # block_rows: the statistics in blocks of 3 or 5 positions (on a CPU all 26 are one block by default)
+        rows = kwargs.pop("block_rows", None)
+        monkeypatch.setattr("tds.analysis._rows_per_block", (lambda logits: rows) if rows else _rows_per_block)
         other = token_shifts(base, aligned, base_prompts, aligned_prompts, responses, **kwargs)
         for key, values in reference.items():
             np.testing.assert_allclose(other[key], values, rtol=1e-5, atol=1e-5, err_msg=f"{key} {kwargs}")
@@ -112,6 +116,60 @@ def test_compare_distributions_hand_worked():
     assert out["base_logprob"].item() == pytest.approx(math.log(0.25), abs=1e-6)
     assert out["aligned_topk_ids"][0, 0].item() == 1  # then token 0 or 2 (tied)
     np.testing.assert_allclose(out["aligned_topk_logprobs"].numpy(), [[math.log(0.5), math.log(0.25)]], atol=1e-6)
+
+
+def naive_row(base: np.ndarray, aligned: np.ndarray, target: int, top_k: int) -> dict:
+    """One position in float64: ranks from a stable descending argsort, sums over the support only."""
+    out = {}
+    logps = {}
+    for name, z in (("base", base), ("aligned", aligned)):
+        ordered = z[np.argsort(-z, kind="stable")]
+        out[f"{name}_rank"] = int(np.flatnonzero(ordered == z[target])[0])  # the first of its ties
+        finite = z[np.isfinite(z)]
+        logps[name] = z - (finite.max() + np.log(np.exp(finite - finite.max()).sum()))
+        out[f"{name}_logprob"] = logps[name][target]
+        out[f"{name}_topk_logprobs"] = np.sort(logps[name])[::-1][:top_k]
+    for p_name, q_name, kl_name in (("aligned", "base", "kl_aligned_base"), ("base", "aligned", "kl_base_aligned")):
+        logp, logq = logps[p_name], logps[q_name]
+        support = [v for v in range(len(logp)) if logp[v] > -np.inf]
+        out[f"{p_name}_entropy"] = -sum(math.exp(logp[v]) * logp[v] for v in support)
+        out[kl_name] = sum(math.exp(logp[v]) * (logp[v] - logq[v]) for v in support)
+    return out
+
+
+def test_compare_distributions_matches_naive_float64_with_ties_and_zero_probabilities():
+    """Logits on a 0.5 grid (many ties, also with the target), some -inf (probability 0, one KL infinite)."""
+    g = torch.Generator().manual_seed(5)
+    n, vocab, top_k = 41, 53, 7
+    base = torch.randint(-16, 17, (n, vocab), generator=g).float() / 2
+    aligned = torch.randint(-16, 17, (n, vocab), generator=g).float() / 2
+    targets = torch.randint(0, vocab, (n,), generator=g)
+    base[0, targets[0]] = aligned[1, targets[1]] = 8.0  # ranks 0, however many tie with them
+    base[2:6, :10] = -float("inf")  # P_b(v) = 0 where P_a has mass: KL(a||b) = inf
+    aligned[4:8, -5:] = -float("inf")  # and the other way round (rows 4-5: both)
+    targets[2:6] = 20
+    targets[6:8] = 0
+    out = compare_distributions(base, aligned, targets, top_k=top_k)
+    ties = 0
+    for j in range(n):
+        z_b, z_a, t = base[j].double().numpy(), aligned[j].double().numpy(), int(targets[j])
+        ties += int((z_b == z_b[t]).sum() > 1)
+        expected = naive_row(z_b, z_a, t, top_k)
+        for key in ("base_rank", "aligned_rank"):
+            assert out[key][j].item() == expected[key], (key, j)
+        for key in ("base_logprob", "aligned_logprob", "base_entropy", "aligned_entropy", "kl_aligned_base",
+                    "kl_base_aligned"):
+            assert out[key][j].item() == pytest.approx(expected[key], rel=1e-5, abs=1e-6), (key, j)
+        for name, z in (("base", z_b), ("aligned", z_a)):
+            ids = out[f"{name}_topk_ids"][j].numpy()
+            np.testing.assert_allclose(out[f"{name}_topk_logprobs"][j].numpy(), expected[f"{name}_topk_logprobs"],
+                                       rtol=1e-5, atol=1e-6)
+            assert len(set(ids)) == top_k and (z[ids] == np.sort(z)[::-1][:top_k]).all()  # any order among ties
+    assert ties > n // 2
+    rows = np.arange(n)
+    np.testing.assert_array_equal(np.isinf(out["kl_aligned_base"].numpy()), (rows >= 2) & (rows < 6))
+    np.testing.assert_array_equal(np.isinf(out["kl_base_aligned"].numpy()), (rows >= 4) & (rows < 8))
+    assert out["category"].tolist() == [0 if r == 0 else 1 if r <= 2 else 2 for r in out["base_rank"].tolist()]
 
 
 def test_zero_probability_tokens_give_finite_kl_one_way():
