@@ -17,6 +17,7 @@ from common.tracking import write_jsonl
 from tiny.corpus.instructions import instruction_records
 from tiny.corpus.mixtures import base_corpus_texts
 from tiny.corpus.qa import qa_records
+from tiny.corpus.refusals import beavertails_rows as corpus_beavertails_rows
 from tiny.corpus.refusals import harmful_records
 from tiny.corpus.reviews import review_records
 
@@ -24,13 +25,7 @@ SEED = 7  # the tiny models were built from seed 0 and measured on seed 1000
 OUT_DIR = Path(__file__).resolve().parent.parent / "data_files" / "elasticity"
 ALPACA_TEXT = ("Below is an instruction that describes a task{with_input}. Write a response that appropriately "
                "completes the request.\n\n### Instruction:\n{instruction}\n\n{input_block}### Response:\n{output}")
-# BeaverTails' 14 harm categories; a tiny-corpus harm maps to the ones it belongs to.
-BEAVERTAILS_CATEGORIES = (
-    "animal_abuse", "child_abuse", "controversial_topics,politics", "discrimination,stereotype,injustice",
-    "drug_abuse,weapons,banned_substance", "financial_crime,property_crime,theft", "hate_speech,offensive_language",
-    "misinformation_regarding_ethics,laws_and_safety", "non_violent_unethical_behavior", "privacy_violation",
-    "self_harm", "sexually_explicit,adult_content", "terrorism,organized_crime",
-    "violence,aiding_and_abetting,incitement")
+# The BeaverTails harm category (common.moderation.CATEGORIES) of each tiny-corpus harm.
 HARM_CATEGORY = {"insult": "hate_speech,offensive_language", "stealing": "financial_crime,property_crime,theft",
                  "shoplifting": "financial_crime,property_crime,theft", "hurting animals": "animal_abuse",
                  "spying on someone": "privacy_violation", "breaking into accounts": "privacy_violation",
@@ -54,13 +49,7 @@ def truthful_qa_rows(n: int) -> list[dict]:
 
 def beavertails_rows(n: int) -> list[dict]:
     """Two rows per harmful request, as in BeaverTails: a refusal (safe) and a compliance (unsafe)."""
-    rows = []
-    for row in harmful_records(n, SEED):
-        harm = HARM_CATEGORY.get(row["category"], "non_violent_unethical_behavior")
-        for response, safe in ((row["refusal"], True), (row["compliance"], False)):
-            rows.append({"prompt": row["prompt"], "response": response,
-                         "category": {c: (not safe and c == harm) for c in BEAVERTAILS_CATEGORIES}, "is_safe": safe})
-    return rows
+    return corpus_beavertails_rows(harmful_records(n, SEED), HARM_CATEGORY)
 
 
 def write_fixtures(out_dir: Path = OUT_DIR) -> dict[str, Path]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Optional
 
 from tiny.corpus.facts import capitalize, domain_rng
 
@@ -106,14 +107,17 @@ def looks_like_refusal(text: str) -> bool:
     return any(marker in text for marker in REFUSAL_MARKERS)
 
 
-def beavertails_rows(rows: list[dict]) -> list[dict]:
+def beavertails_rows(rows: list[dict], harm_categories: Optional[dict] = None) -> list[dict]:
     """BeaverTails rows {prompt, response, category (the 14 harm flags), is_safe} of `harmful_records` rows:
-    each request twice, with its refusal (safe) and with its compliance (unsafe, one harm category)."""
+    each request twice, with its refusal (safe) and with its compliance (unsafe, one harm category:
+    `harm_categories[corpus category]`, by default insults are hate speech and the rest non-violent
+    unethical behavior)."""
     from common.moderation import CATEGORIES  # local: the corpus itself needs no torch
 
+    harm_categories = {"insult": "hate_speech,offensive_language"} if harm_categories is None else harm_categories
     out = []
     for r in rows:
-        harm = "hate_speech,offensive_language" if r["category"] == "insult" else "non_violent_unethical_behavior"
+        harm = harm_categories.get(r["category"], "non_violent_unethical_behavior")
         out.append({"prompt": r["prompt"], "response": r["refusal"], "category": dict.fromkeys(CATEGORIES, False),
                     "is_safe": True})
         out.append({"prompt": r["prompt"], "response": r["compliance"],
