@@ -280,18 +280,12 @@ def collate_sequences(prompts: Sequence[Sequence[int]], completions: Sequence[Se
 def collate_shared_prompt(examples: Sequence[PreferenceExample], pad_id: int) -> Batch:
     """One row per pair, (prompt, chosen, rejected), right-padded; the completion mask is 1 on chosen and
     2 on rejected tokens (`common.logprobs.shared_prompt_logprobs` scores both from one prompt pass)."""
-    rows = [list(e.prompt_ids) + list(e.chosen_ids) + list(e.rejected_ids) for e in examples]
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    completion = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (row, e) in enumerate(zip(rows, examples)):
-        p, c = len(e.prompt_ids), len(e.chosen_ids)
-        input_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        attention[i, :len(row)] = 1
-        completion[i, p:p + c] = 1
-        completion[i, p + c:len(row)] = 2
-    return Batch(input_ids, attention, completion)
+    batch = collate_sequences([e.prompt_ids for e in examples],
+                              [list(e.chosen_ids) + list(e.rejected_ids) for e in examples], pad_id)
+    for i, e in enumerate(examples):
+        start = len(e.prompt_ids) + len(e.chosen_ids)
+        batch.completion_mask[i, start:start + len(e.rejected_ids)] = 2
+    return batch
 
 
 def collate_pairs(examples: Sequence[PreferenceExample], pad_id: int, padding_side: str = "right") -> Batch:

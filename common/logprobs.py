@@ -107,13 +107,18 @@ def sequence_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tenso
         # With layers split over GPUs (device_map) the last hidden states and the LM head may sit on
         # another device than the inputs: index where the tensors are, return on the inputs' device.
         selected = hidden[:, :-1][target_mask.to(hidden.device)]  # (N_tok, H): positions predicting completions
-    logits = token_logits(model, selected)
-    target_mask = target_mask.to(logits.device)
-    targets = input_ids[:, 1:].to(logits.device)[target_mask]
     rows = target_mask.nonzero(as_tuple=True)[0]
+    targets = input_ids[:, 1:][target_mask]
+    return summed_token_logprobs(model, selected, targets, rows, input_ids.shape[0]).to(input_ids.device)
+
+
+def summed_token_logprobs(model: nn.Module, hidden: Tensor, targets: Tensor, rows: Tensor, num_rows: int) -> Tensor:
+    """sum over i with rows[i] = r of log p(targets[i] | hidden[i]), for r < num_rows: (num_rows,) float32 on
+    the LM head's device. Only these N rows are unembedded; log p = logit[token] - logsumexp(logits)."""
+    logits = token_logits(model, hidden)
+    targets, rows = targets.to(logits.device), rows.to(logits.device)
     token_logps = logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=logits.device).index_add(0, rows, token_logps)
-    return sums.to(input_ids.device)
+    return torch.zeros(num_rows, dtype=torch.float32, device=logits.device).index_add(0, rows, token_logps)
 
 
 # Decoders that take a custom 4D attention mask as given (tests/common/test_logprobs.py checks each).
@@ -164,13 +169,10 @@ def shared_prompt_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: 
     has_rejected = rejected.any(-1)
     row_index = torch.arange(rows, device=input_ids.device)
     predictor[row_index[has_rejected], first_rejected[has_rejected]] = prompt_length[has_rejected] - 1
-    targets = chosen | rejected
-    row, column = targets.nonzero(as_tuple=True)
-    logits = token_logits(model, hidden[row, predictor[row, column]])
-    token_ids = input_ids[row, column]
-    token_logps = logits.gather(-1, token_ids[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    output_row = row + rows * rejected[row, column]
-    return torch.zeros(2 * rows, dtype=torch.float32, device=logits.device).index_add(0, output_row, token_logps)
+    row, column = (chosen | rejected).nonzero(as_tuple=True)
+    selected = hidden[row.to(hidden.device), predictor[row, column].to(hidden.device)]  # (N_tok, H), row-major
+    sums = summed_token_logprobs(model, selected, input_ids[row, column], row + rows * rejected[row, column], 2 * rows)
+    return sums.to(input_ids.device)
 
 
 class SequenceLogProbs(nn.Module):

@@ -216,14 +216,12 @@ class Trainer:
             examples = [PreferenceExample(e.prompt_ids, e.chosen_ids, None, e.index) for e in examples]
         batch = collate_pairs(examples, self.pad_id).to(self.device)
         share = with_rejected and getattr(self.config, "share_prompt", False) and examples[0].rejected_ids is not None
-        if share and prompt_sharing_applies(self.model, max(len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids)
-                                                            for e in examples)):
-            shared = collate_shared_prompt(examples, self.pad_id).to(self.device)
-            with self.autocast():  # the metrics still read `batch`: the pairs' rows, as without sharing
-                logps = self.module(shared.input_ids, shared.attention_mask, shared.completion_mask, shared=True)
-        else:
-            with self.autocast():
-                logps = self.module(batch.input_ids, batch.attention_mask, batch.completion_mask)
+        shared = collate_shared_prompt(examples, self.pad_id).to(self.device) if share else None
+        scored, extra = batch, {}
+        if shared is not None and prompt_sharing_applies(self.model, shared.input_ids.shape[1]):
+            scored, extra = shared, {"shared": True}  # the metrics still read `batch`: the pairs' rows
+        with self.autocast():
+            logps = self.module(scored.input_ids, scored.attention_mask, scored.completion_mask, **extra)
         n = len(examples)
         return logps[:n], (logps[n:] if len(logps) > n else None), batch
 
